@@ -4,8 +4,10 @@
 //! problem) and nothing below a handler sees a proto type. The `wire` module holds those
 //! conversions and the reverse ones used to answer.
 
+pub mod events;
 pub mod ids;
 pub mod money;
+pub mod sla;
 pub mod taxonomy;
 pub mod time;
 pub mod travel;

@@ -1,0 +1,270 @@
+//! Runs service parts on one gRPC listener, and stops them in a fixed order.
+//!
+//! Shutdown order: health turns `NOT_SERVING` (load balancers stop sending) → the server stops
+//! accepting and in-flight calls drain, up to the drain timeout → background tasks (outbox
+//! relays, consumers) are cancelled and awaited → databases are closed → the metrics endpoint
+//! stops. The caller flushes telemetry last.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use detour_events::bus::EventBus;
+use detour_events::metrics::EventMetrics;
+use detour_telemetry::{GrpcMetrics, GrpcTraceLayer, Metrics};
+
+use crate::module::{BuildContext, BuildError, BusDependency, Dependency, ServiceModule, ServicePart};
+use crate::Settings;
+
+/// How often dependencies are re-checked once serving.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// How long background tasks get to finish the message in hand.
+const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("event bus: {0}")]
+    Bus(String),
+    #[error("{0}")]
+    Task(String),
+}
+
+/// Serves `modules` on `grpc_listener` until `shutdown` resolves, then stops in order.
+pub async fn serve(
+    settings: &Settings,
+    modules: &[ServiceModule],
+    bus: Arc<dyn EventBus>,
+    grpc_listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), HostError> {
+    let mut metrics = Metrics::new();
+    let grpc_metrics = GrpcMetrics::register(metrics.registry_mut());
+    let event_metrics = EventMetrics::register(metrics.registry_mut());
+    let background = CancellationToken::new();
+    let instance = instance_name();
+
+    let mut parts: Vec<ServicePart> = Vec::with_capacity(modules.len());
+    for module in modules {
+        let ctx = BuildContext {
+            settings,
+            bus: bus.clone(),
+            event_metrics: event_metrics.clone(),
+            registry: metrics.registry_mut().sub_registry_with_prefix(module.name),
+            background: background.clone(),
+            instance: instance.clone(),
+        };
+        match (module.build)(ctx).await {
+            Ok(part) => parts.push(part),
+            Err(e) => {
+                // Stop what the modules built so far before reporting.
+                background.cancel();
+                stop_parts(parts).await;
+                return Err(e.into());
+            }
+        }
+    }
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let grpc_names: Vec<&'static str> = parts.iter().map(|p| p.grpc_service).collect();
+    set_all(&reporter, &grpc_names, ServingStatus::NotServing).await;
+
+    let mut router = axum::Router::new();
+    for part in &mut parts {
+        let routes = std::mem::take(&mut part.routes);
+        router = router.merge(routes.into_axum_router());
+    }
+    let routes = tonic::service::Routes::from(router)
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
+
+    let mut dependencies: Vec<Arc<dyn Dependency>> = vec![Arc::new(BusDependency(bus.clone()))];
+    for part in &parts {
+        dependencies.extend(part.dependencies.iter().cloned());
+    }
+
+    let metrics = Arc::new(metrics);
+    let metrics_stop = CancellationToken::new();
+    let metrics_task = metrics_listener.map(|listener| {
+        let stop = metrics_stop.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = detour_telemetry::serve_metrics(listener, metrics, async move { stop.cancelled().await }).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        })
+    });
+
+    let health_stop = CancellationToken::new();
+    let health_task = tokio::spawn(health_loop(reporter.clone(), grpc_names.clone(), dependencies, health_stop.clone()));
+
+    let drain = CancellationToken::new();
+    let server = {
+        let drain = drain.clone();
+        let incoming = TcpListenerStream::new(grpc_listener);
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .timeout(settings.request_timeout())
+            .layer(GrpcTraceLayer::new(grpc_metrics))
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(settings.concurrency_limit))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .add_routes(routes);
+        tokio::spawn(async move { server.serve_with_incoming_shutdown(incoming, drain.cancelled_owned()).await })
+    };
+
+    let mut server = server;
+    let early_exit = tokio::select! {
+        () = shutdown => None,
+        result = &mut server => Some(result),
+    };
+    tracing::info!("shutting down");
+
+    health_stop.cancel();
+    let _ = health_task.await;
+    set_all(&reporter, &grpc_names, ServingStatus::NotServing).await;
+
+    drain.cancel();
+    let served = match early_exit {
+        Some(result) => result,
+        None => match tokio::time::timeout(settings.drain_timeout(), &mut server).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(timeout = ?settings.drain_timeout(), "in-flight calls did not drain in time; cutting them");
+                server.abort();
+                Ok(Ok(()))
+            }
+        },
+    };
+
+    background.cancel();
+    stop_parts(parts).await;
+
+    metrics_stop.cancel();
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+
+    match served {
+        Ok(result) => result.map_err(HostError::from),
+        Err(join) => Err(HostError::Task(format!("server task failed: {join}"))),
+    }
+}
+
+async fn stop_parts(parts: Vec<ServicePart>) {
+    let mut databases = Vec::new();
+    for part in parts {
+        for task in part.tasks {
+            await_task(task).await;
+        }
+        databases.extend(part.databases);
+    }
+    for db in databases {
+        db.close().await;
+    }
+}
+
+async fn await_task(task: JoinHandle<()>) {
+    let abort = task.abort_handle();
+    if tokio::time::timeout(TASK_STOP_TIMEOUT, task).await.is_err() {
+        tracing::warn!("a background task did not stop in time; aborting it");
+        abort.abort();
+    }
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(detour_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+async fn set_all(reporter: &HealthReporter, names: &[&'static str], status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in names {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// Serving only while every dependency answers; re-checked so a lost database or Redis takes
+/// the instance out of rotation until it is back.
+async fn health_loop(
+    reporter: HealthReporter,
+    names: Vec<&'static str>,
+    dependencies: Vec<Arc<dyn Dependency>>,
+    stop: CancellationToken,
+) {
+    let mut serving = false;
+    loop {
+        let mut failures = Vec::new();
+        for dep in &dependencies {
+            let check = tokio::time::timeout(Duration::from_secs(3), dep.check()).await;
+            match check {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(format!("{}: {e}", dep.name())),
+                Err(_) => failures.push(format!("{}: no answer within 3 s", dep.name())),
+            }
+        }
+        let now_serving = failures.is_empty();
+        if now_serving != serving {
+            if now_serving {
+                tracing::info!("all dependencies answer; serving");
+                set_all(&reporter, &names, ServingStatus::Serving).await;
+            } else {
+                tracing::warn!(failures = ?failures, "a dependency does not answer; not serving");
+                set_all(&reporter, &names, ServingStatus::NotServing).await;
+            }
+            serving = now_serving;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(HEALTH_INTERVAL) => {}
+        }
+    }
+}
+
+/// Distinguishes this process among the replicas of a consumer group.
+fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

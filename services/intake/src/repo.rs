@@ -1,0 +1,424 @@
+//! Intake's storage: one interface, a PostgreSQL and a SQLite implementation generated from the
+//! same SQL (both backends accept `$n` parameters and `RETURNING`), and one contract test suite
+//! run against both (`tests/repository.rs`).
+
+use async_trait::async_trait;
+use detour_domain::{time, CaseId, CaseStatus};
+use detour_proto::events::v1::envelope::Event;
+use detour_proto::events::v1::Envelope;
+
+use crate::error::IntakeError;
+use crate::model::{Applied, Case, CaseChange, CaseFilter, Cursor, NewCase, OpenOutcome, Resolution, TimelineEntry};
+
+/// Everything intake stores. Each method is one transaction; events it emits are written to
+/// the outbox inside that transaction.
+#[async_trait]
+pub trait IntakeRepository: Send + Sync + 'static {
+    /// Stores the case with its `CaseOpened` event, or answers the original case when the
+    /// idempotency key was seen before.
+    async fn open_case(&self, new: NewCase, opened: Envelope) -> Result<OpenOutcome, IntakeError>;
+
+    async fn get_case(&self, id: CaseId) -> Result<Option<Case>, IntakeError>;
+
+    /// Newest first, without timelines; the cursor of the next page when there is one.
+    async fn list_cases(
+        &self,
+        filter: &CaseFilter,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<(Vec<Case>, Option<Cursor>), IntakeError>;
+
+    /// Resolves an open case and emits `CaseResolved` (`resolved`, whose event the caller built).
+    async fn resolve_case(&self, id: CaseId, resolution: Resolution, resolved: Envelope) -> Result<Case, IntakeError>;
+
+    /// Applies another service's event once: a second delivery of `event_id` changes nothing.
+    /// `resolved` is the `CaseResolved` event to emit when the change resolves the case.
+    async fn apply_change(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        change: CaseChange,
+        resolved: Option<Envelope>,
+    ) -> Result<Applied, IntakeError>;
+}
+
+pub(crate) fn case_number(n: i64) -> String {
+    format!("DT-{n:07}")
+}
+
+fn corrupt(what: impl std::fmt::Display) -> IntakeError {
+    IntakeError::Corrupt(what.to_string())
+}
+
+fn instant(micros: i64) -> Result<detour_domain::Instant, IntakeError> {
+    time::from_micros(micros).ok_or_else(|| corrupt(format!("instant {micros} out of range")))
+}
+
+fn parse<T: std::str::FromStr>(s: &str) -> Result<T, IntakeError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e: T::Err| corrupt(e))
+}
+
+fn parse_opt<T: std::str::FromStr>(s: Option<String>) -> Result<Option<T>, IntakeError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.as_deref().map(parse).transpose()
+}
+
+/// Generates a repository for one backend. The body is written once, so the two
+/// implementations cannot drift apart.
+macro_rules! sql_repository {
+    ($name:ident, $db:ty, $pool:ty, $row:ty, $enqueue:path, $mark_processed:path, $begin:literal) => {
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            pool: $pool,
+            relay: Option<detour_events::outbox::RelayHandle>,
+        }
+
+        impl $name {
+            pub fn new(pool: $pool, relay: Option<detour_events::outbox::RelayHandle>) -> Self {
+                Self { pool, relay }
+            }
+
+            /// Wakes the outbox relay after a commit that wrote events.
+            fn committed(&self) {
+                if let Some(relay) = &self.relay {
+                    relay.notify();
+                }
+            }
+
+            fn case_from_row(row: &$row) -> Result<Case, IntakeError> {
+                use sqlx::Row;
+                let traveler: String = row.try_get("traveler")?;
+                let segment: String = row.try_get("segment")?;
+                let requested: String = row.try_get("requested_outcomes")?;
+                Ok(Case {
+                    id: parse(&row.try_get::<String, _>("case_id")?)?,
+                    number: row.try_get("case_number")?,
+                    status: parse(&row.try_get::<String, _>("status")?)?,
+                    traveler: serde_json::from_str(&traveler).map_err(corrupt)?,
+                    segment: serde_json::from_str(&segment).map_err(corrupt)?,
+                    channel: parse(&row.try_get::<String, _>("channel")?)?,
+                    description: row.try_get("description")?,
+                    requested_outcomes: serde_json::from_str(&requested).map_err(corrupt)?,
+                    category: parse_opt(row.try_get("category")?)?,
+                    severity: parse_opt(row.try_get("severity")?)?,
+                    queue: row.try_get("queue")?,
+                    opened_at: instant(row.try_get("opened_at")?)?,
+                    first_response_due: instant(row.try_get("first_response_due")?)?,
+                    resolution_due: row.try_get::<Option<i64>, _>("resolution_due")?.map(instant).transpose()?,
+                    resolved_at: row.try_get::<Option<i64>, _>("resolved_at")?.map(instant).transpose()?,
+                    resolution: row.try_get("resolution")?,
+                    timeline: Vec::new(),
+                })
+            }
+
+            async fn load_case(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: CaseId,
+                with_timeline: bool,
+            ) -> Result<Option<Case>, IntakeError> {
+                use sqlx::Row;
+                let row = sqlx::query("SELECT * FROM cases WHERE case_id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let mut case = Self::case_from_row(&row)?;
+                if with_timeline {
+                    let rows = sqlx::query(
+                        "SELECT at, kind, actor, summary FROM case_timeline WHERE case_id = $1 ORDER BY at, seq",
+                    )
+                    .bind(id.to_string())
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    for r in rows {
+                        case.timeline.push(TimelineEntry {
+                            at: instant(r.try_get("at")?)?,
+                            kind: r.try_get("kind")?,
+                            actor: r.try_get("actor")?,
+                            summary: r.try_get("summary")?,
+                        });
+                    }
+                }
+                Ok(Some(case))
+            }
+
+            async fn add_timeline(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                case_id: CaseId,
+                entry: &TimelineEntry,
+            ) -> Result<(), IntakeError> {
+                sqlx::query("INSERT INTO case_timeline (case_id, at, kind, actor, summary) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(case_id.to_string())
+                    .bind(time::to_micros(entry.at))
+                    .bind(&entry.kind)
+                    .bind(&entry.actor)
+                    .bind(&entry.summary)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
+            async fn replay(&self, key: &str, fingerprint: &str) -> Result<Option<Case>, IntakeError> {
+                use sqlx::Row;
+                let mut conn = self.pool.acquire().await?;
+                let row = sqlx::query("SELECT case_id, request_fingerprint FROM cases WHERE idempotency_key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let stored: Option<String> = row.try_get("request_fingerprint")?;
+                if stored.as_deref() != Some(fingerprint) {
+                    let mut v = detour_errors::Violations::new();
+                    v.add("idempotency_key", "was already used for a different request");
+                    return Err(IntakeError::IdempotencyKeyReused(v));
+                }
+                let id: CaseId = parse(&row.try_get::<String, _>("case_id")?)?;
+                Self::load_case(&mut conn, id, true).await
+            }
+
+            /// Marks the case resolved inside `conn`'s transaction; false when it already was.
+            async fn mark_resolved(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: CaseId,
+                resolution: &Resolution,
+            ) -> Result<bool, IntakeError> {
+                let done = sqlx::query(
+                    "UPDATE cases SET status = $1, resolved_at = $2, resolution = $3 WHERE case_id = $4 AND status <> $1",
+                )
+                .bind(CaseStatus::Resolved.as_str())
+                .bind(time::to_micros(resolution.at))
+                .bind(&resolution.text)
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                let entry = TimelineEntry {
+                    at: resolution.at,
+                    kind: "case.resolved".into(),
+                    actor: "intake".into(),
+                    summary: resolution.text.clone(),
+                };
+                Self::add_timeline(conn, id, &entry).await?;
+                Ok(true)
+            }
+        }
+
+        #[async_trait]
+        impl IntakeRepository for $name {
+            async fn open_case(&self, new: NewCase, opened: Envelope) -> Result<OpenOutcome, IntakeError> {
+                use sqlx::Row;
+                if let Some(key) = &new.idempotency_key {
+                    if let Some(case) = self.replay(key, &new.fingerprint).await? {
+                        return Ok(OpenOutcome::Replayed(case));
+                    }
+                }
+                let mut tx = self.pool.begin_with($begin).await?;
+                let number: i64 = sqlx::query("INSERT INTO case_numbers (case_id) VALUES ($1) RETURNING number")
+                    .bind(new.id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("number")?;
+                let inserted = sqlx::query(
+                    "INSERT INTO cases (case_id, case_number, status, traveler, segment, channel, description, \
+                     requested_outcomes, opened_at, first_response_due, idempotency_key, request_fingerprint) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(new.id.to_string())
+                .bind(case_number(number))
+                .bind(CaseStatus::Open.as_str())
+                .bind(serde_json::to_string(&new.traveler).map_err(corrupt)?)
+                .bind(serde_json::to_string(&new.segment).map_err(corrupt)?)
+                .bind(new.channel.as_str())
+                .bind(&new.description)
+                .bind(serde_json::to_string(&new.requested_outcomes).map_err(corrupt)?)
+                .bind(time::to_micros(new.received_at))
+                .bind(time::to_micros(new.first_response_due))
+                .bind(new.idempotency_key.as_deref())
+                .bind(&new.fingerprint)
+                .execute(&mut *tx)
+                .await;
+                if let Err(e) = inserted {
+                    let err = detour_storage::StorageError::from(e);
+                    // Two requests with one key raced; the loser answers with the winner's case.
+                    if let (true, Some(key)) = (err.is_unique_violation(), &new.idempotency_key) {
+                        drop(tx);
+                        if let Some(case) = self.replay(key, &new.fingerprint).await? {
+                            return Ok(OpenOutcome::Replayed(case));
+                        }
+                    }
+                    return Err(err.into());
+                }
+                let entry = TimelineEntry {
+                    at: new.received_at,
+                    kind: "case.opened".into(),
+                    actor: "intake".into(),
+                    summary: format!("Case {} opened from {}", case_number(number), new.channel),
+                };
+                Self::add_timeline(&mut tx, new.id, &entry).await?;
+                let mut opened = opened;
+                if let Some(Event::CaseOpened(e)) = opened.event.as_mut() {
+                    e.case_number = case_number(number);
+                }
+                $enqueue(&mut tx, detour_domain::events::streams::INTAKE, &opened).await?;
+                let case = Self::load_case(&mut tx, new.id, true).await?.ok_or(IntakeError::CaseNotFound(new.id))?;
+                tx.commit().await?;
+                self.committed();
+                Ok(OpenOutcome::Created(case))
+            }
+
+            async fn get_case(&self, id: CaseId) -> Result<Option<Case>, IntakeError> {
+                let mut conn = self.pool.acquire().await?;
+                Self::load_case(&mut conn, id, true).await
+            }
+
+            async fn list_cases(
+                &self,
+                filter: &CaseFilter,
+                after: Option<Cursor>,
+                limit: u32,
+            ) -> Result<(Vec<Case>, Option<Cursor>), IntakeError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT * FROM cases WHERE 1 = 1");
+                if let Some(s) = filter.status {
+                    q.push(" AND status = ").push_bind(s.as_str());
+                }
+                if let Some(c) = filter.category {
+                    q.push(" AND category = ").push_bind(c.as_str());
+                }
+                if let Some(c) = filter.channel {
+                    q.push(" AND channel = ").push_bind(c.as_str());
+                }
+                if let Some(t) = filter.opened_after {
+                    q.push(" AND opened_at >= ").push_bind(time::to_micros(t));
+                }
+                if let Some(t) = filter.opened_before {
+                    q.push(" AND opened_at < ").push_bind(time::to_micros(t));
+                }
+                if let Some(c) = after {
+                    q.push(" AND (opened_at < ")
+                        .push_bind(c.opened_at_micros)
+                        .push(" OR (opened_at = ")
+                        .push_bind(c.opened_at_micros)
+                        .push(" AND case_id < ")
+                        .push_bind(c.case_id.to_string())
+                        .push("))");
+                }
+                q.push(" ORDER BY opened_at DESC, case_id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+                let rows = q.build().fetch_all(&self.pool).await?;
+                let mut cases = rows.iter().map(Self::case_from_row).collect::<Result<Vec<_>, _>>()?;
+                let next = if cases.len() > limit as usize {
+                    cases.truncate(limit as usize);
+                    cases.last().map(|c| Cursor { opened_at_micros: time::to_micros(c.opened_at), case_id: c.id })
+                } else {
+                    None
+                };
+                Ok((cases, next))
+            }
+
+            async fn resolve_case(&self, id: CaseId, resolution: Resolution, resolved: Envelope) -> Result<Case, IntakeError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let case = Self::load_case(&mut tx, id, false).await?.ok_or(IntakeError::CaseNotFound(id))?;
+                if case.status == CaseStatus::Resolved {
+                    return Err(IntakeError::AlreadyResolved(id));
+                }
+                if !Self::mark_resolved(&mut tx, id, &resolution).await? {
+                    return Err(IntakeError::AlreadyResolved(id));
+                }
+                $enqueue(&mut tx, detour_domain::events::streams::INTAKE, &resolved).await?;
+                let case = Self::load_case(&mut tx, id, true).await?.ok_or(IntakeError::CaseNotFound(id))?;
+                tx.commit().await?;
+                self.committed();
+                Ok(case)
+            }
+
+            async fn apply_change(
+                &self,
+                consumer: &str,
+                event_id: &str,
+                change: CaseChange,
+                resolved: Option<Envelope>,
+            ) -> Result<Applied, IntakeError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                if !$mark_processed(&mut tx, consumer, event_id).await? {
+                    return Ok(Applied::AlreadyProcessed);
+                }
+                let case = Self::load_case(&mut tx, change.case_id, false)
+                    .await?
+                    .ok_or(IntakeError::CaseNotFound(change.case_id))?;
+                let status = change.status.map_or(case.status, |s| case.status.advance(s));
+                match &change.triage {
+                    Some(t) => {
+                        sqlx::query(
+                            "UPDATE cases SET status = $1, category = $2, severity = $3, queue = $4, \
+                             first_response_due = $5, resolution_due = $6 WHERE case_id = $7",
+                        )
+                        .bind(status.as_str())
+                        .bind(t.category.as_str())
+                        .bind(t.severity.as_str())
+                        .bind(&t.queue)
+                        .bind(time::to_micros(t.first_response_due))
+                        .bind(time::to_micros(t.resolution_due))
+                        .bind(change.case_id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query("UPDATE cases SET status = $1 WHERE case_id = $2")
+                            .bind(status.as_str())
+                            .bind(change.case_id.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                Self::add_timeline(&mut tx, change.case_id, &change.timeline).await?;
+                if let (Some(resolution), Some(event)) = (&change.resolve, &resolved) {
+                    if Self::mark_resolved(&mut tx, change.case_id, resolution).await? {
+                        $enqueue(&mut tx, detour_domain::events::streams::INTAKE, event).await?;
+                    }
+                }
+                tx.commit().await?;
+                self.committed();
+                Ok(Applied::Applied)
+            }
+        }
+    };
+}
+
+sql_repository!(
+    PgIntakeRepository,
+    sqlx::Postgres,
+    sqlx::PgPool,
+    sqlx::postgres::PgRow,
+    detour_events::outbox::enqueue_pg,
+    detour_events::outbox::mark_processed_pg,
+    "BEGIN"
+);
+
+sql_repository!(
+    SqliteIntakeRepository,
+    sqlx::Sqlite,
+    sqlx::SqlitePool,
+    sqlx::sqlite::SqliteRow,
+    detour_events::outbox::enqueue_sqlite,
+    detour_events::outbox::mark_processed_sqlite,
+    // Take the write lock up front: a deferred transaction that reads and then writes can fail
+    // with SQLITE_BUSY instead of waiting when another writer got there first.
+    "BEGIN IMMEDIATE"
+);
+
+/// The repository for a database handle.
+pub fn for_db(
+    db: &detour_storage::Db,
+    relay: Option<detour_events::outbox::RelayHandle>,
+) -> std::sync::Arc<dyn IntakeRepository> {
+    match db {
+        detour_storage::Db::Postgres(pool) => std::sync::Arc::new(PgIntakeRepository::new(pool.clone(), relay)),
+        detour_storage::Db::Sqlite(pool) => std::sync::Arc::new(SqliteIntakeRepository::new(pool.clone(), relay)),
+    }
+}
