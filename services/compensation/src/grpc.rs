@@ -1,0 +1,127 @@
+//! The gRPC boundary: requests are validated into domain values here and answers built from
+//! them; nothing below this module sees a proto type other than the event envelope.
+
+use std::sync::Arc;
+
+use detour_domain::{CaseId, OfferId, events, time, wire};
+use detour_errors::Violations;
+use detour_proto::common::v1 as common;
+use detour_proto::compensation::v1 as pb;
+use detour_proto::compensation::v1::compensation_service_server::CompensationService;
+use detour_proto::events::v1 as ev;
+use tonic::{Request, Response, Status};
+
+use crate::NAME;
+use crate::error::CompensationError;
+use crate::model::{Offer, OfferStatus};
+use crate::repo::CompensationRepository;
+
+pub struct CompensationApi {
+    repo: Arc<dyn CompensationRepository>,
+}
+
+impl CompensationApi {
+    pub fn new(repo: Arc<dyn CompensationRepository>) -> Self {
+        Self { repo }
+    }
+}
+
+fn status_to_proto(s: OfferStatus) -> pb::OfferStatus {
+    match s {
+        OfferStatus::Proposed => pb::OfferStatus::Proposed,
+        OfferStatus::Accepted => pb::OfferStatus::Accepted,
+    }
+}
+
+pub fn offer_to_proto(o: &Offer) -> pb::Offer {
+    pb::Offer {
+        offer_id: Some(common::OfferId { value: o.id.to_string() }),
+        case_id: Some(common::CaseId { value: o.case_id.to_string() }),
+        amount: Some(wire::money_to_proto(&o.amount)),
+        status: status_to_proto(o.status) as i32,
+        policy_rule: o.policy_rule.clone(),
+        rationale: o.rationale.clone(),
+        proposed_at: Some(time::to_proto(o.proposed_at)),
+        accepted_at: o.accepted_at.map(time::to_proto),
+    }
+}
+
+/// The `OfferAccepted` event for `offer`, accepted `at`.
+pub fn offer_accepted(offer: &Offer, at: time::Instant) -> ev::Envelope {
+    events::envelope(
+        NAME,
+        offer.case_id,
+        at,
+        ev::envelope::Event::OfferAccepted(ev::OfferAccepted {
+            offer_id: Some(common::OfferId { value: offer.id.to_string() }),
+            amount: Some(wire::money_to_proto(&offer.amount)),
+        }),
+    )
+}
+
+fn offer_id(raw: Option<&common::OfferId>) -> Result<OfferId, CompensationError> {
+    let mut v = Violations::new();
+    let id = wire::required_id(&mut v, "offer_id.value", raw.map(|o| o.value.as_str()));
+    id.ok_or(CompensationError::Invalid(v))
+}
+
+fn case_id(raw: Option<&common::CaseId>) -> Result<CaseId, CompensationError> {
+    let mut v = Violations::new();
+    let id = wire::required_id(&mut v, "case_id.value", raw.map(|c| c.value.as_str()));
+    id.ok_or(CompensationError::Invalid(v))
+}
+
+#[tonic::async_trait]
+impl CompensationService for CompensationApi {
+    async fn get_offer(
+        &self,
+        request: Request<pb::GetOfferRequest>,
+    ) -> Result<Response<pb::GetOfferResponse>, Status> {
+        let id = offer_id(request.get_ref().offer_id.as_ref())?;
+        let offer = self.repo.get_offer(id).await?.ok_or(CompensationError::OfferNotFound(id))?;
+        Ok(Response::new(pb::GetOfferResponse { offer: Some(offer_to_proto(&offer)) }))
+    }
+
+    async fn list_offers(
+        &self,
+        request: Request<pb::ListOffersRequest>,
+    ) -> Result<Response<pb::ListOffersResponse>, Status> {
+        let case_id = case_id(request.get_ref().case_id.as_ref())?;
+        let offers = self.repo.list_offers(case_id).await?;
+        Ok(Response::new(pb::ListOffersResponse { offers: offers.iter().map(offer_to_proto).collect() }))
+    }
+
+    async fn accept_offer(
+        &self,
+        request: Request<pb::AcceptOfferRequest>,
+    ) -> Result<Response<pb::AcceptOfferResponse>, Status> {
+        let id = offer_id(request.get_ref().offer_id.as_ref())?;
+        // The event names the case and the amount, which never change once proposed; the
+        // repository's conditional update still decides which acceptance counts.
+        let current = self.repo.get_offer(id).await?.ok_or(CompensationError::OfferNotFound(id))?;
+        if current.status == OfferStatus::Accepted {
+            return Err(CompensationError::AlreadyAccepted(id).into());
+        }
+        let at = crate::model::now();
+        let event = offer_accepted(&current, at);
+        let accepted = self.repo.accept_offer(id, at, event).await?;
+        tracing::info!(offer_id = %id, case_id = %accepted.case_id, "offer accepted");
+        Ok(Response::new(pb::AcceptOfferResponse { offer: Some(offer_to_proto(&accepted)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_required_and_well_formed() {
+        let Err(CompensationError::Invalid(v)) = offer_id(None) else { panic!("expected violations") };
+        assert_eq!(v.as_slice()[0].field, "offer_id.value");
+        let bad = common::CaseId { value: "case-1".into() };
+        let Err(CompensationError::Invalid(v)) = case_id(Some(&bad)) else { panic!("expected violations") };
+        assert_eq!(v.as_slice()[0].field, "case_id.value");
+        let good = OfferId::new();
+        assert_eq!(offer_id(Some(&common::OfferId { value: good.to_string() })).unwrap(), good);
+    }
+}
