@@ -1,0 +1,74 @@
+//! Feedback: surveys each traveler once their case is resolved, records the one answer the
+//! survey takes, and tells the other services (`SurveySent`, `SurveyAnswered`).
+
+pub mod consumer;
+pub mod error;
+pub mod grpc;
+pub mod model;
+pub mod repo;
+
+use std::sync::Arc;
+
+use detour_domain::events::streams;
+use detour_events::consumer::{ConsumerSettings, spawn_consumer};
+use detour_events::outbox::{Relay, RelaySettings};
+use detour_proto::feedback::v1::feedback_service_server::FeedbackServiceServer;
+use detour_server::module::{BuildContext, BuildError, DatabaseDependency, ServiceModule, ServicePart};
+use detour_storage::MigrationStep;
+use futures::future::BoxFuture;
+
+pub const NAME: &str = "feedback";
+
+pub const MIGRATIONS: &[MigrationStep] = &[MigrationStep {
+    version: 100,
+    description: "surveys",
+    postgres: include_str!("../migrations/postgres/0100_surveys.sql"),
+    sqlite: include_str!("../migrations/sqlite/0100_surveys.sql"),
+}];
+
+pub const MODULE: ServiceModule = ServiceModule {
+    name: NAME,
+    grpc_service: detour_proto::service_names::FEEDBACK,
+    migrations: MIGRATIONS,
+    build,
+};
+
+fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>> {
+    Box::pin(async move {
+        let db = ctx.open_database(NAME, MIGRATIONS).await?;
+        let (relay, relay_task) = Relay::spawn(
+            db.clone(),
+            ctx.bus.clone(),
+            ctx.event_metrics.clone(),
+            RelaySettings::default(),
+            ctx.background.clone(),
+        );
+        let repo = repo::for_db(&db, Some(relay));
+        let consumer_task = spawn_consumer(
+            ctx.bus.clone(),
+            ConsumerSettings::new(streams::INTAKE, consumer::GROUP, &ctx.instance),
+            Arc::new(consumer::SurveySender::new(repo.clone())),
+            ctx.event_metrics.clone(),
+            ctx.background.clone(),
+        );
+        let routes = tonic::service::Routes::new(FeedbackServiceServer::new(grpc::FeedbackApi::new(repo)));
+        Ok(ServicePart {
+            name: NAME,
+            grpc_service: detour_proto::service_names::FEEDBACK,
+            routes,
+            dependencies: vec![Arc::new(DatabaseDependency { service: NAME, db: db.clone() })],
+            tasks: vec![relay_task, consumer_task],
+            databases: vec![db],
+        })
+    })
+}
+
+/// Runs feedback alone on `listener` until `shutdown` (the library entry tests and the thin
+/// binary use).
+pub async fn run(
+    settings: &detour_server::Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), detour_server::HostError> {
+    detour_server::process::run(settings, &[MODULE], listener, None, shutdown).await
+}

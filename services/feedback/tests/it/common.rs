@@ -1,0 +1,66 @@
+//! Helpers shared by the repository and gRPC tests.
+
+use std::future::Future;
+use std::time::Duration;
+
+use detour_domain::{CaseId, Instant, events, time};
+use detour_proto::common::v1 as common;
+use detour_proto::events::v1::{CaseOpened, CaseResolved, Envelope, envelope::Event};
+
+/// An instant with whole microseconds, as the database keeps them.
+pub fn at(micros: i64) -> Instant {
+    time::from_micros(micros).unwrap()
+}
+
+pub fn base() -> Instant {
+    at(1_790_000_000_000_000)
+}
+
+pub fn case_opened(case_id: CaseId, received_at: Instant) -> Envelope {
+    events::envelope(
+        "intake",
+        case_id,
+        received_at,
+        Event::CaseOpened(CaseOpened {
+            case_number: "DT-0000001".into(),
+            traveler: None,
+            segment: None,
+            channel: common::Channel::App as i32,
+            description: "Hotel room was dirty".into(),
+            requested_outcomes: vec![],
+            received_at: Some(time::to_proto(received_at)),
+        }),
+    )
+}
+
+pub fn case_resolved(case_id: CaseId, resolved_at: Instant) -> Envelope {
+    events::envelope(
+        "intake",
+        case_id,
+        resolved_at,
+        Event::CaseResolved(CaseResolved {
+            resolution: "Refunded one night".into(),
+            resolved_at: Some(time::to_proto(resolved_at)),
+        }),
+    )
+}
+
+pub fn event_id(env: &Envelope) -> String {
+    env.event_id.as_ref().unwrap().value.clone()
+}
+
+/// Polls `check` until it returns Some, failing the test after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,256 @@
+//! Triage's storage: one interface, a PostgreSQL and a SQLite implementation generated from the
+//! same SQL (both backends accept `$n` parameters and `ON CONFLICT`), and one contract test suite
+//! run against both (`tests/it/repository.rs`).
+
+use async_trait::async_trait;
+use detour_domain::{CaseId, Instant, time};
+use detour_proto::events::v1::Envelope;
+
+use crate::error::TriageError;
+use crate::model::{Applied, Cursor, Queue, Triage};
+
+/// Everything triage stores. Each method is one transaction; the events it emits are written
+/// to the outbox inside that transaction.
+#[async_trait]
+pub trait TriageRepository: Send + Sync + 'static {
+    /// Stores a new case's triage with its `CaseTriaged` event (`triaged`), once: a redelivered
+    /// event, or another event for a case that already has a triage, changes nothing.
+    async fn record_triage(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        triage: &Triage,
+        triaged: &Envelope,
+    ) -> Result<Applied, TriageError>;
+
+    /// Takes a resolved case out of its queue, once per event. `NotFound` when triage has not
+    /// recorded the case yet (its `CaseOpened` is still to be applied); nothing is kept then,
+    /// so the event can be delivered again.
+    async fn resolve(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        case_id: CaseId,
+        at: Instant,
+    ) -> Result<Applied, TriageError>;
+
+    async fn get_triage(&self, case_id: CaseId) -> Result<Option<Triage>, TriageError>;
+
+    /// The unresolved triages of `queue`, earliest first-response deadline first, with the
+    /// cursor of the next page when there is one.
+    async fn list_queue(
+        &self,
+        queue: Queue,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<(Vec<Triage>, Option<Cursor>), TriageError>;
+}
+
+fn corrupt(what: impl std::fmt::Display) -> TriageError {
+    TriageError::Corrupt(what.to_string())
+}
+
+fn instant(micros: i64) -> Result<Instant, TriageError> {
+    time::from_micros(micros).ok_or_else(|| corrupt(format!("instant {micros} out of range")))
+}
+
+fn parse<T: std::str::FromStr>(s: &str) -> Result<T, TriageError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e: T::Err| corrupt(e))
+}
+
+/// Generates a repository for one backend. The body is written once, so the two
+/// implementations cannot drift apart.
+macro_rules! sql_repository {
+    ($name:ident, $db:ty, $pool:ty, $row:ty, $enqueue:path, $mark_processed:path, $begin:literal) => {
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            pool: $pool,
+            relay: Option<detour_events::outbox::RelayHandle>,
+        }
+
+        impl $name {
+            pub fn new(pool: $pool, relay: Option<detour_events::outbox::RelayHandle>) -> Self {
+                Self { pool, relay }
+            }
+
+            /// Wakes the outbox relay after a commit that wrote events.
+            fn committed(&self) {
+                if let Some(relay) = &self.relay {
+                    relay.notify();
+                }
+            }
+
+            fn triage_from_row(row: &$row) -> Result<Triage, TriageError> {
+                use sqlx::Row;
+                Ok(Triage {
+                    case_id: parse(&row.try_get::<String, _>("case_id")?)?,
+                    category: parse(&row.try_get::<String, _>("category")?)?,
+                    severity: parse(&row.try_get::<String, _>("severity")?)?,
+                    queue: parse(&row.try_get::<String, _>("queue")?)?,
+                    needs_supplier: row.try_get("needs_supplier")?,
+                    rationale: row.try_get("rationale")?,
+                    received_at: instant(row.try_get("received_at")?)?,
+                    first_response_due: instant(row.try_get("first_response_due")?)?,
+                    resolution_due: instant(row.try_get("resolution_due")?)?,
+                    triaged_at: instant(row.try_get("triaged_at")?)?,
+                    resolved_at: row.try_get::<Option<i64>, _>("resolved_at")?.map(instant).transpose()?,
+                })
+            }
+        }
+
+        #[async_trait]
+        impl TriageRepository for $name {
+            async fn record_triage(
+                &self,
+                consumer: &str,
+                event_id: &str,
+                triage: &Triage,
+                triaged: &Envelope,
+            ) -> Result<Applied, TriageError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                if !$mark_processed(&mut tx, consumer, event_id).await? {
+                    return Ok(Applied::Unchanged);
+                }
+                let inserted = sqlx::query(
+                    "INSERT INTO triages (case_id, category, severity, queue, needs_supplier, rationale, \
+                     received_at, first_response_due, resolution_due, triaged_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (case_id) DO NOTHING",
+                )
+                .bind(triage.case_id.to_string())
+                .bind(triage.category.as_str())
+                .bind(triage.severity.as_str())
+                .bind(triage.queue.as_str())
+                .bind(triage.needs_supplier)
+                .bind(&triage.rationale)
+                .bind(time::to_micros(triage.received_at))
+                .bind(time::to_micros(triage.first_response_due))
+                .bind(time::to_micros(triage.resolution_due))
+                .bind(time::to_micros(triage.triaged_at))
+                .execute(&mut *tx)
+                .await?;
+                // The case was triaged under another event id (intake re-sent its opening):
+                // the first verdict stands and downstream services heard of it already.
+                if inserted.rows_affected() == 0 {
+                    tx.commit().await?;
+                    return Ok(Applied::Unchanged);
+                }
+                $enqueue(&mut tx, detour_domain::events::streams::TRIAGE, triaged).await?;
+                tx.commit().await?;
+                self.committed();
+                Ok(Applied::Applied)
+            }
+
+            async fn resolve(
+                &self,
+                consumer: &str,
+                event_id: &str,
+                case_id: CaseId,
+                at: Instant,
+            ) -> Result<Applied, TriageError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                if !$mark_processed(&mut tx, consumer, event_id).await? {
+                    return Ok(Applied::Unchanged);
+                }
+                let done = sqlx::query("UPDATE triages SET resolved_at = $1 WHERE case_id = $2 AND resolved_at IS NULL")
+                    .bind(time::to_micros(at))
+                    .bind(case_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    let known = sqlx::query("SELECT 1 FROM triages WHERE case_id = $1")
+                        .bind(case_id.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if known.is_none() {
+                        // Dropping the transaction forgets the processed mark as well.
+                        return Err(TriageError::NotFound(case_id));
+                    }
+                    tx.commit().await?;
+                    return Ok(Applied::Unchanged);
+                }
+                tx.commit().await?;
+                Ok(Applied::Applied)
+            }
+
+            async fn get_triage(&self, case_id: CaseId) -> Result<Option<Triage>, TriageError> {
+                let row = sqlx::query("SELECT * FROM triages WHERE case_id = $1")
+                    .bind(case_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::triage_from_row).transpose()
+            }
+
+            async fn list_queue(
+                &self,
+                queue: Queue,
+                after: Option<Cursor>,
+                limit: u32,
+            ) -> Result<(Vec<Triage>, Option<Cursor>), TriageError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT * FROM triages WHERE queue = ");
+                q.push_bind(queue.as_str()).push(" AND resolved_at IS NULL");
+                if let Some(c) = after {
+                    q.push(" AND (first_response_due > ")
+                        .push_bind(c.first_response_due_micros)
+                        .push(" OR (first_response_due = ")
+                        .push_bind(c.first_response_due_micros)
+                        .push(" AND case_id > ")
+                        .push_bind(c.case_id.to_string())
+                        .push("))");
+                }
+                q.push(" ORDER BY first_response_due, case_id LIMIT ").push_bind(i64::from(limit) + 1);
+                let rows = q.build().fetch_all(&self.pool).await?;
+                let mut triages = rows.iter().map(Self::triage_from_row).collect::<Result<Vec<_>, _>>()?;
+                let next = if triages.len() > limit as usize {
+                    triages.truncate(limit as usize);
+                    triages.last().map(|t| Cursor {
+                        first_response_due_micros: time::to_micros(t.first_response_due),
+                        case_id: t.case_id,
+                    })
+                } else {
+                    None
+                };
+                Ok((triages, next))
+            }
+        }
+    };
+}
+
+sql_repository!(
+    PgTriageRepository,
+    sqlx::Postgres,
+    sqlx::PgPool,
+    sqlx::postgres::PgRow,
+    detour_events::outbox::enqueue_pg,
+    detour_events::outbox::mark_processed_pg,
+    "BEGIN"
+);
+
+sql_repository!(
+    SqliteTriageRepository,
+    sqlx::Sqlite,
+    sqlx::SqlitePool,
+    sqlx::sqlite::SqliteRow,
+    detour_events::outbox::enqueue_sqlite,
+    detour_events::outbox::mark_processed_sqlite,
+    // Take the write lock up front: a deferred transaction that reads and then writes can fail
+    // with SQLITE_BUSY instead of waiting when another writer got there first.
+    "BEGIN IMMEDIATE"
+);
+
+/// The repository for a database handle.
+pub fn for_db(
+    db: &detour_storage::Db,
+    relay: Option<detour_events::outbox::RelayHandle>,
+) -> std::sync::Arc<dyn TriageRepository> {
+    match db {
+        detour_storage::Db::Postgres(pool) => {
+            std::sync::Arc::new(PgTriageRepository::new(pool.clone(), relay))
+        }
+        detour_storage::Db::Sqlite(pool) => {
+            std::sync::Arc::new(SqliteTriageRepository::new(pool.clone(), relay))
+        }
+    }
+}

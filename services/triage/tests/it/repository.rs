@@ -1,0 +1,231 @@
+//! The repository contract: one suite, written once, run against a fresh SQLite file and a
+//! fresh PostgreSQL database.
+
+use std::sync::Arc;
+
+use detour_domain::events::streams;
+use detour_domain::{CaseCategory, CaseId, Instant, Severity, time, wire};
+use detour_proto::events::v1::Envelope;
+use detour_proto::events::v1::envelope::Event;
+use detour_storage::{Db, DbSettings};
+use detour_triage::consumer::{GROUP, case_triaged};
+use detour_triage::error::TriageError;
+use detour_triage::model::{Applied, Cursor, Queue, Triage};
+use detour_triage::repo::{self, TriageRepository};
+use prost::Message;
+
+use crate::common::{at, base, flight_segment};
+
+pub struct Store {
+    repo: Arc<dyn TriageRepository>,
+    db: Db,
+    _dir: tempfile::TempDir,
+}
+
+impl Store {
+    async fn open(url: String, dir: tempfile::TempDir) -> Self {
+        let db = detour_storage::connect(&DbSettings::new(url, detour_triage::NAME)).await.unwrap();
+        detour_storage::migrate(&db, detour_triage::NAME, detour_triage::MIGRATIONS).await.unwrap();
+        Self { repo: repo::for_db(&db, None), db, _dir: dir }
+    }
+
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::open(detour_storage::testing::fresh_sqlite_url(dir.path()), dir).await
+    }
+
+    pub async fn postgres() -> Self {
+        let url = detour_storage::testing::fresh_postgres_url().await.unwrap();
+        Self::open(url, tempfile::tempdir().unwrap()).await
+    }
+
+    /// Every outbox row, oldest first, with its envelope decoded.
+    async fn outbox(&self) -> Vec<(String, Envelope)> {
+        const SQL: &str = "SELECT stream, payload FROM outbox ORDER BY seq";
+        let rows: Vec<(String, Vec<u8>)> = match &self.db {
+            Db::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
+            Db::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
+        };
+        rows.into_iter()
+            .map(|(stream, payload)| (stream, Envelope::decode(payload.as_slice()).unwrap()))
+            .collect()
+    }
+
+    /// Stores `t` as a fresh event would, and answers the event.
+    async fn record(&self, t: &Triage) -> Envelope {
+        let event = triaged(t);
+        let id = event.event_id.as_ref().unwrap().value.clone();
+        assert_eq!(self.repo.record_triage(GROUP, &id, t, &event).await.unwrap(), Applied::Applied);
+        event
+    }
+}
+
+fn triaged(t: &Triage) -> Envelope {
+    let segment = wire::segment_from_proto(&flight_segment()).unwrap();
+    case_triaged(t, &segment)
+}
+
+fn event_id(env: &Envelope) -> String {
+    env.event_id.as_ref().unwrap().value.clone()
+}
+
+/// A triage in `queue` whose first response is due `due_minutes` after the base instant.
+fn triage(queue: Queue, due_minutes: i64) -> Triage {
+    let received_at = base();
+    Triage {
+        case_id: CaseId::new(),
+        category: CaseCategory::FlightCancellation,
+        severity: Severity::High,
+        queue,
+        needs_supplier: true,
+        rationale: "Classified flight_cancellation on \"cancel\".".into(),
+        received_at,
+        first_response_due: at(time::to_micros(received_at) + due_minutes * 60_000_000),
+        resolution_due: at(time::to_micros(received_at) + 24 * 3_600_000_000),
+        triaged_at: at(time::to_micros(received_at) + 1_000_000),
+        resolved_at: None,
+    }
+}
+
+fn resolved_at() -> Instant {
+    at(time::to_micros(base()) + 7_200_000_000)
+}
+
+async fn applying_a_triage_twice_stores_it_once_with_one_event(s: Store) {
+    let t = triage(Queue::Air, 45);
+    let event = s.record(&t).await;
+    let again = s.repo.record_triage(GROUP, &event_id(&event), &t, &event).await.unwrap();
+    assert_eq!(again, Applied::Unchanged);
+
+    assert_eq!(s.repo.get_triage(t.case_id).await.unwrap(), Some(t.clone()));
+    let outbox = s.outbox().await;
+    assert_eq!(outbox.len(), 1, "one CaseTriaged, however often the event is applied");
+    let (stream, stored) = &outbox[0];
+    assert_eq!(stream, streams::TRIAGE);
+    assert_eq!(event_id(stored), event_id(&event));
+    assert_eq!(stored.case_id.as_ref().unwrap().value, t.case_id.to_string());
+    let Some(Event::CaseTriaged(e)) = &stored.event else { panic!("not CaseTriaged: {stored:?}") };
+    assert_eq!(CaseCategory::from_proto(e.category), Some(CaseCategory::FlightCancellation));
+    assert_eq!(Severity::from_proto(e.severity), Some(Severity::High));
+    assert_eq!(e.queue, "air");
+    assert!(e.needs_supplier);
+    assert_eq!(e.first_response_due.as_ref().and_then(time::from_proto), Some(t.first_response_due));
+    assert_eq!(e.segment.as_ref().map(|s| s.supplier_code.as_str()), Some("CA"));
+}
+
+async fn a_second_opening_of_a_case_keeps_the_first_verdict(s: Store) {
+    let first = triage(Queue::Air, 45);
+    s.record(&first).await;
+    let mut second = triage(Queue::Billing, 60);
+    second.case_id = first.case_id;
+    let event = triaged(&second);
+    let outcome = s.repo.record_triage(GROUP, &event_id(&event), &second, &event).await.unwrap();
+    assert_eq!(outcome, Applied::Unchanged);
+    assert_eq!(s.repo.get_triage(first.case_id).await.unwrap(), Some(first));
+    assert_eq!(s.outbox().await.len(), 1);
+}
+
+async fn resolving_takes_a_case_out_of_its_queue_once(s: Store) {
+    let a = triage(Queue::Air, 30);
+    let b = triage(Queue::Air, 45);
+    s.record(&a).await;
+    s.record(&b).await;
+
+    let event = detour_domain::EventId::new().to_string();
+    assert_eq!(s.repo.resolve(GROUP, &event, a.case_id, resolved_at()).await.unwrap(), Applied::Applied);
+    assert_eq!(s.repo.resolve(GROUP, &event, a.case_id, resolved_at()).await.unwrap(), Applied::Unchanged);
+    let other_event = detour_domain::EventId::new().to_string();
+    let later = at(time::to_micros(resolved_at()) + 1_000_000);
+    assert_eq!(s.repo.resolve(GROUP, &other_event, a.case_id, later).await.unwrap(), Applied::Unchanged);
+
+    let stored = s.repo.get_triage(a.case_id).await.unwrap().unwrap();
+    assert_eq!(stored.resolved_at, Some(resolved_at()), "the first resolution stands");
+    let (open, next) = s.repo.list_queue(Queue::Air, None, 50).await.unwrap();
+    assert_eq!(open.iter().map(|t| t.case_id).collect::<Vec<_>>(), [b.case_id]);
+    assert_eq!(next, None);
+    assert_eq!(s.outbox().await.len(), 2, "resolving emits nothing");
+}
+
+async fn resolving_an_unknown_case_is_not_found_and_keeps_nothing(s: Store) {
+    let t = triage(Queue::Hotel, 60);
+    let event = detour_domain::EventId::new().to_string();
+    let err = s.repo.resolve(GROUP, &event, t.case_id, resolved_at()).await.unwrap_err();
+    assert!(matches!(err, TriageError::NotFound(id) if id == t.case_id), "{err:?}");
+    assert_eq!(s.repo.get_triage(t.case_id).await.unwrap(), None);
+
+    // The event was not marked processed, so its redelivery after the opening applies.
+    s.record(&t).await;
+    assert_eq!(s.repo.resolve(GROUP, &event, t.case_id, resolved_at()).await.unwrap(), Applied::Applied);
+    assert!(s.repo.list_queue(Queue::Hotel, None, 10).await.unwrap().0.is_empty());
+}
+
+async fn queues_list_open_cases_most_urgent_first_across_pages(s: Store) {
+    let mut expected = Vec::new();
+    for due in [90, 30, 60, 30, 45, 120] {
+        let t = triage(Queue::Air, due);
+        s.record(&t).await;
+        expected.push(t);
+    }
+    // Neither another queue's case nor a resolved one is listed.
+    s.record(&triage(Queue::Hotel, 1)).await;
+    let done = triage(Queue::Air, 2);
+    s.record(&done).await;
+    s.repo
+        .resolve(GROUP, &detour_domain::EventId::new().to_string(), done.case_id, resolved_at())
+        .await
+        .unwrap();
+    expected.sort_by_key(|t| (t.first_response_due, t.case_id));
+
+    let (page1, next1) = s.repo.list_queue(Queue::Air, None, 4).await.unwrap();
+    let next1 = next1.expect("a second page");
+    let last = page1.last().unwrap();
+    assert_eq!(
+        next1,
+        Cursor { first_response_due_micros: time::to_micros(last.first_response_due), case_id: last.case_id }
+    );
+    let (page2, next2) = s.repo.list_queue(Queue::Air, Some(next1), 4).await.unwrap();
+    assert_eq!(next2, None);
+    let listed: Vec<CaseId> = page1.iter().chain(&page2).map(|t| t.case_id).collect();
+    assert_eq!(listed, expected.iter().map(|t| t.case_id).collect::<Vec<_>>());
+
+    // A page that ends exactly at the last case says there is no next one.
+    let (all, next) = s.repo.list_queue(Queue::Air, None, 6).await.unwrap();
+    assert_eq!((all.len(), next), (6, None));
+    assert!(s.repo.list_queue(Queue::Safety, None, 50).await.unwrap().0.is_empty());
+}
+
+async fn an_unknown_case_has_no_triage(s: Store) {
+    assert_eq!(s.repo.get_triage(CaseId::new()).await.unwrap(), None);
+    assert!(s.outbox().await.is_empty());
+}
+
+macro_rules! contract {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::Store::sqlite().await).await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::Store::postgres().await).await;
+                }
+            )+
+        }
+    };
+}
+
+contract!(
+    applying_a_triage_twice_stores_it_once_with_one_event,
+    a_second_opening_of_a_case_keeps_the_first_verdict,
+    resolving_takes_a_case_out_of_its_queue_once,
+    resolving_an_unknown_case_is_not_found_and_keeps_nothing,
+    queues_list_open_cases_most_urgent_first_across_pages,
+    an_unknown_case_has_no_triage,
+);
