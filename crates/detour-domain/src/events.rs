@@ -1,9 +1,9 @@
 //! Event streams and envelope construction shared by producers and consumers.
 
 use detour_proto::common::v1 as pb;
-use detour_proto::events::v1::{envelope, Envelope};
+use detour_proto::events::v1::{Envelope, envelope};
 
-use crate::{time, CaseId, EventId, Instant};
+use crate::{CaseId, EventId, Instant, time};
 
 /// One stream per producing service; every consuming service reads it with its own group.
 pub mod streams {

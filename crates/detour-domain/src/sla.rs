@@ -31,8 +31,14 @@ mod tests {
 
     #[test]
     fn safety_is_answered_within_thirty_minutes_and_the_rest_within_the_golden_hour() {
-        assert_eq!(first_response_within(Some(CaseCategory::SafetyMedical), Some(Severity::Low)), Duration::minutes(30));
+        assert_eq!(
+            first_response_within(Some(CaseCategory::SafetyMedical), Some(Severity::Low)),
+            Duration::minutes(30)
+        );
         assert_eq!(first_response_within(None, None), Duration::hours(1));
-        assert!(resolution_within(CaseCategory::Baggage, Severity::Critical) < resolution_within(CaseCategory::Baggage, Severity::Low));
+        assert!(
+            resolution_within(CaseCategory::Baggage, Severity::Critical)
+                < resolution_within(CaseCategory::Baggage, Severity::Low)
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use detour_errors::Violations;
 use detour_proto::common::v1 as pb;
 
-use crate::{time, Channel, Currency, Money, RequestedOutcome, Segment, SegmentKind, Traveler, TravelerId};
+use crate::{Channel, Currency, Money, RequestedOutcome, Segment, SegmentKind, Traveler, TravelerId, time};
 
 /// Longest free text accepted in a description or comment.
 pub const MAX_TEXT_CHARS: usize = 8_000;
@@ -109,7 +109,9 @@ fn normalise_phone(s: &str) -> Option<String> {
 }
 
 fn is_language_tag(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 35 && s.split('-').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()))
+    !s.is_empty()
+        && s.len() <= 35
+        && s.split('-').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 /// Validates a traveler; field paths are relative to the traveler (`email`, not `traveler.email`).
@@ -165,7 +167,13 @@ pub fn traveler_to_proto(t: &Traveler) -> pb::Traveler {
     }
 }
 
-fn code(v: &mut Violations, field: &str, raw: &str, len: std::ops::RangeInclusive<usize>, required: bool) -> Option<String> {
+fn code(
+    v: &mut Violations,
+    field: &str,
+    raw: &str,
+    len: std::ops::RangeInclusive<usize>,
+    required: bool,
+) -> Option<String> {
     let t = raw.trim().to_ascii_uppercase();
     if t.is_empty() {
         if required {
@@ -189,7 +197,8 @@ pub fn segment_from_proto(p: &pb::Segment) -> Result<Segment, Violations> {
     }
     let transport = matches!(kind, Some(SegmentKind::Flight | SegmentKind::GroundTransport));
     let supplier_code = code(&mut v, "supplier_code", &p.supplier_code, 2..=16, true);
-    let service_reference = text(&mut v, "service_reference", &p.service_reference, MAX_REFERENCE_CHARS, false);
+    let service_reference =
+        text(&mut v, "service_reference", &p.service_reference, MAX_REFERENCE_CHARS, false);
     let origin = code(&mut v, "origin", &p.origin, 3..=5, transport);
     let destination = code(&mut v, "destination", &p.destination, 3..=5, transport);
     let starts_at = match p.starts_at.as_ref() {
@@ -212,12 +221,13 @@ pub fn segment_from_proto(p: &pb::Segment) -> Result<Segment, Violations> {
         }
         t
     });
-    if let (Some(s), Some(e)) = (starts_at, ends_at) {
-        if e < s {
-            v.add("ends_at", "is before starts_at");
-        }
+    if let (Some(s), Some(e)) = (starts_at, ends_at)
+        && e < s
+    {
+        v.add("ends_at", "is before starts_at");
     }
-    let booking_reference = text(&mut v, "booking_reference", &p.booking_reference, MAX_REFERENCE_CHARS, false);
+    let booking_reference =
+        text(&mut v, "booking_reference", &p.booking_reference, MAX_REFERENCE_CHARS, false);
     let price = p.price.as_ref().and_then(|m| money_from_proto(&mut v, "price", m));
     match (kind, supplier_code, starts_at) {
         (Some(kind), Some(supplier_code), Some(starts_at)) if v.is_empty() => Ok(Segment {
@@ -250,7 +260,12 @@ pub fn segment_to_proto(s: &Segment) -> pb::Segment {
 }
 
 /// A required nested message, validated by `f` with its violations prefixed by `field`.
-pub fn nested<P, T>(v: &mut Violations, field: &str, p: Option<&P>, f: impl FnOnce(&P) -> Result<T, Violations>) -> Option<T> {
+pub fn nested<P, T>(
+    v: &mut Violations,
+    field: &str,
+    p: Option<&P>,
+    f: impl FnOnce(&P) -> Result<T, Violations>,
+) -> Option<T> {
     match p {
         None => {
             v.add(field, "is required");

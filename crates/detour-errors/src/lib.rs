@@ -89,7 +89,8 @@ impl Violations {
     /// `traveler.email`).
     pub fn extend_prefixed(&mut self, prefix: &str, other: Violations) {
         for v in other.0 {
-            self.0.push(FieldViolation { field: format!("{prefix}.{}", v.field), description: v.description });
+            self.0
+                .push(FieldViolation { field: format!("{prefix}.{}", v.field), description: v.description });
         }
     }
 

@@ -5,10 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-
 
 /// How logs are written: text for people, JSON for collectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +111,7 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("DETOUR_").filter(|key| KEYS.contains(&key.as_str())));
+        figment = figment.merge(Env::prefixed("DETOUR_").filter(|key| KEYS.iter().any(|k| key == *k)));
         let settings: Settings = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         settings.validate()?;
         Ok(settings)
@@ -120,17 +119,26 @@ impl Settings {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.database_url {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
                 return Err(ConfigError::Invalid {
                     setting: "DETOUR_DATABASE_URL",
-                    problem: format!("scheme `{}` is not supported: use postgres://… or sqlite://…", scheme(url)),
+                    problem: format!(
+                        "scheme `{}` is not supported: use postgres://… or sqlite://…",
+                        scheme(url)
+                    ),
                 });
             }
         }
         if !(self.events_url.starts_with("inproc://") || self.events_url.starts_with("redis://")) {
             return Err(ConfigError::Invalid {
                 setting: "DETOUR_EVENTS_URL",
-                problem: format!("scheme `{}` is not supported: use inproc:// or redis://…", scheme(&self.events_url)),
+                problem: format!(
+                    "scheme `{}` is not supported: use inproc:// or redis://…",
+                    scheme(&self.events_url)
+                ),
             });
         }
         for (setting, value) in [
@@ -138,14 +146,23 @@ impl Settings {
             ("DETOUR_REQUEST_TIMEOUT_SECS", self.request_timeout_secs),
         ] {
             if value == 0 || value > 3600 {
-                return Err(ConfigError::Invalid { setting, problem: format!("{value} is not between 1 and 3600") });
+                return Err(ConfigError::Invalid {
+                    setting,
+                    problem: format!("{value} is not between 1 and 3600"),
+                });
             }
         }
         if self.concurrency_limit == 0 {
-            return Err(ConfigError::Invalid { setting: "DETOUR_CONCURRENCY_LIMIT", problem: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                setting: "DETOUR_CONCURRENCY_LIMIT",
+                problem: "must be at least 1".into(),
+            });
         }
         if self.db_max_connections == 0 {
-            return Err(ConfigError::Invalid { setting: "DETOUR_DB_MAX_CONNECTIONS", problem: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                setting: "DETOUR_DB_MAX_CONNECTIONS",
+                problem: "must be at least 1".into(),
+            });
         }
         if self.grpc_addr == self.metrics_addr && self.grpc_addr.port() != 0 {
             return Err(ConfigError::Invalid {

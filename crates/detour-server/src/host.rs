@@ -13,15 +13,15 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use detour_events::bus::EventBus;
 use detour_events::metrics::EventMetrics;
 use detour_telemetry::{GrpcMetrics, GrpcTraceLayer, Metrics};
 
-use crate::module::{BuildContext, BuildError, BusDependency, Dependency, ServiceModule, ServicePart};
 use crate::Settings;
+use crate::module::{BuildContext, BuildError, BusDependency, Dependency, ServiceModule, ServicePart};
 
 /// How often dependencies are re-checked once serving.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
@@ -82,15 +82,13 @@ pub async fn serve(
     let grpc_names: Vec<&'static str> = parts.iter().map(|p| p.grpc_service).collect();
     set_all(&reporter, &grpc_names, ServingStatus::NotServing).await;
 
-    let mut router = axum::Router::new();
-    for part in &mut parts {
-        let routes = std::mem::take(&mut part.routes);
-        router = router.merge(routes.into_axum_router());
-    }
-    let routes = tonic::service::Routes::from(router)
-        .add_service(health_service)
+    let mut routes = tonic::service::Routes::new(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
+    for part in &mut parts {
+        let add: crate::module::AddRoutes = std::mem::replace(&mut part.routes, Box::new(|r| r));
+        routes = add(routes);
+    }
 
     let mut dependencies: Vec<Arc<dyn Dependency>> = vec![Arc::new(BusDependency(bus.clone()))];
     for part in &parts {
@@ -103,14 +101,18 @@ pub async fn serve(
         let stop = metrics_stop.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            if let Err(e) = detour_telemetry::serve_metrics(listener, metrics, async move { stop.cancelled().await }).await {
+            if let Err(e) =
+                detour_telemetry::serve_metrics(listener, metrics, async move { stop.cancelled().await })
+                    .await
+            {
                 tracing::error!(error = %e, "metrics endpoint failed");
             }
         })
     });
 
     let health_stop = CancellationToken::new();
-    let health_task = tokio::spawn(health_loop(reporter.clone(), grpc_names.clone(), dependencies, health_stop.clone()));
+    let health_task =
+        tokio::spawn(health_loop(reporter.clone(), grpc_names.clone(), dependencies, health_stop.clone()));
 
     let drain = CancellationToken::new();
     let server = {
@@ -123,7 +125,9 @@ pub async fn serve(
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(settings.concurrency_limit))
             .layer(tonic_web::GrpcWebLayer::new())
             .add_routes(routes);
-        tokio::spawn(async move { server.serve_with_incoming_shutdown(incoming, drain.cancelled_owned()).await })
+        tokio::spawn(
+            async move { server.serve_with_incoming_shutdown(incoming, drain.cancelled_owned()).await },
+        )
     };
 
     let mut server = server;

@@ -12,5 +12,5 @@ pub mod module;
 pub mod process;
 
 pub use config::{ConfigError, LogFormat, Settings};
-pub use host::{serve, HostError};
+pub use host::{HostError, serve};
 pub use module::{BuildContext, BuildError, Dependency, ServiceModule, ServicePart};

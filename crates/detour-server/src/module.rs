@@ -53,12 +53,16 @@ impl Dependency for BusDependency {
     }
 }
 
+/// Adds a service's gRPC servers to the host's routes. A function rather than a `Routes` value
+/// because routes of several services cannot be merged once built (each carries a fallback).
+pub type AddRoutes = Box<dyn FnOnce(tonic::service::Routes) -> tonic::service::Routes + Send>;
+
 /// What a built service hands to the host.
 pub struct ServicePart {
     pub name: &'static str,
     /// Fully qualified gRPC service name, as health checking reports it.
     pub grpc_service: &'static str,
-    pub routes: tonic::service::Routes,
+    pub routes: AddRoutes,
     pub dependencies: Vec<Arc<dyn Dependency>>,
     /// Relays and consumers; they stop when the context's `background` token is cancelled.
     pub tasks: Vec<JoinHandle<()>>,
@@ -93,7 +97,11 @@ pub struct BuildContext<'a> {
 
 impl BuildContext<'_> {
     /// Opens the service's database and, when configured, brings its schema up to date.
-    pub async fn open_database(&self, service: &'static str, steps: &[MigrationStep]) -> Result<Db, BuildError> {
+    pub async fn open_database(
+        &self,
+        service: &'static str,
+        steps: &[MigrationStep],
+    ) -> Result<Db, BuildError> {
         open_database(self.settings, service, steps, self.settings.migrate_on_start).await
     }
 }
@@ -119,9 +127,13 @@ pub async fn open_database(
     }
     let mut db_settings = DbSettings::new(url, service);
     db_settings.max_connections = settings.db_max_connections;
-    let db = detour_storage::connect(&db_settings).await.map_err(|source| BuildError::Database { service, source })?;
+    let db = detour_storage::connect(&db_settings)
+        .await
+        .map_err(|source| BuildError::Database { service, source })?;
     if migrate {
-        detour_storage::migrate(&db, service, steps).await.map_err(|source| BuildError::Database { service, source })?;
+        detour_storage::migrate(&db, service, steps)
+            .await
+            .map_err(|source| BuildError::Database { service, source })?;
     }
     Ok(db)
 }

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use detour_telemetry::TelemetrySettings;
 
 use crate::config::LogFormat;
-use crate::{host, ServiceModule, Settings};
+use crate::{ServiceModule, Settings, host};
 
 /// Connects the event transport named by the settings and serves `modules` until `shutdown`.
 pub async fn run(
@@ -17,7 +17,8 @@ pub async fn run(
     metrics_listener: Option<TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), host::HostError> {
-    let bus = detour_events::bus::connect_bus(&settings.events_url).map_err(|e| host::HostError::Bus(e.to_string()))?;
+    let bus = detour_events::bus::connect_bus(&settings.events_url)
+        .map_err(|e| host::HostError::Bus(e.to_string()))?;
     host::serve(settings, modules, bus, grpc_listener, metrics_listener, shutdown).await
 }
 
@@ -35,7 +36,11 @@ pub fn telemetry_settings(settings: &Settings, service_name: &str) -> TelemetryS
 
 /// The body of a service's thin binary and of `detour serve <service>`: binds the configured
 /// addresses and serves until SIGTERM or Ctrl-C.
-pub async fn serve_until_signal(settings: Settings, modules: &[ServiceModule], process_name: &str) -> ExitCode {
+pub async fn serve_until_signal(
+    settings: Settings,
+    modules: &[ServiceModule],
+    process_name: &str,
+) -> ExitCode {
     let telemetry = match detour_telemetry::init(&telemetry_settings(&settings, process_name)) {
         Ok(guard) => guard,
         Err(e) => {

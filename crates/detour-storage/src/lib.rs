@@ -8,10 +8,12 @@ use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlSafeStr;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 pub mod testing;
 
@@ -79,7 +81,12 @@ pub struct DbSettings {
 
 impl DbSettings {
     pub fn new(url: impl Into<String>, schema: impl Into<String>) -> Self {
-        Self { url: url.into(), schema: schema.into(), max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+        Self {
+            url: url.into(),
+            schema: schema.into(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -158,7 +165,13 @@ pub async fn migrate(db: &Db, schema: &str, service_steps: &[MigrationStep]) -> 
                 Backend::Postgres => s.postgres,
                 Backend::Sqlite => s.sqlite,
             };
-            Migration::new(s.version, Cow::Borrowed(s.description), MigrationType::Simple, sql.into_sql_str(), false)
+            Migration::new(
+                s.version,
+                Cow::Borrowed(s.description),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
         })
         .collect();
     migrations.sort();
@@ -241,7 +254,9 @@ pub fn classify(err: &sqlx::Error) -> DbFailure {
             Some("23503") | Some("787") => DbFailure::ForeignKeyViolation,
             Some("23514") | Some("275") | Some("1299") => DbFailure::CheckViolation,
             Some("40001") | Some("40P01") | Some("5") | Some("517") | Some("6") => DbFailure::Conflict,
-            Some(code) if code.starts_with("08") || code == "57P01" || code == "57P03" => DbFailure::Unavailable,
+            Some(code) if code.starts_with("08") || code == "57P01" || code == "57P03" => {
+                DbFailure::Unavailable
+            }
             _ => DbFailure::Other,
         },
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {

@@ -14,7 +14,9 @@ use detour_domain::events::streams;
 use detour_events::consumer::{ConsumerSettings, spawn_consumer};
 use detour_events::outbox::{Relay, RelaySettings};
 use detour_proto::compensation::v1::compensation_service_server::CompensationServiceServer;
-use detour_server::module::{BuildContext, BuildError, DatabaseDependency, ServiceModule, ServicePart};
+use detour_server::module::{
+    AddRoutes, BuildContext, BuildError, DatabaseDependency, ServiceModule, ServicePart,
+};
 use detour_storage::MigrationStep;
 use futures::future::BoxFuture;
 
@@ -62,8 +64,8 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
                 ctx.background.clone(),
             ));
         }
-        let routes =
-            tonic::service::Routes::new(CompensationServiceServer::new(grpc::CompensationApi::new(repo)));
+        let server = CompensationServiceServer::new(grpc::CompensationApi::new(repo));
+        let routes: AddRoutes = Box::new(move |routes| routes.add_service(server));
         Ok(ServicePart {
             name: NAME,
             grpc_service: detour_proto::service_names::COMPENSATION,

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use detour_domain::{events, sla, time, CaseCategory, CaseStatus, Severity};
+use detour_domain::{CaseCategory, CaseStatus, Severity, events, sla, time};
 use detour_events::consumer::{EventHandler, HandlerError};
-use detour_proto::events::v1::{envelope::Event, Envelope, SupplierOutcome};
+use detour_proto::events::v1::{Envelope, SupplierOutcome, envelope::Event};
 
 use crate::error::IntakeError;
 use crate::grpc::case_resolved;
@@ -32,7 +32,8 @@ fn permanent(why: impl Into<String>) -> HandlerError {
 fn money(m: Option<&detour_proto::common::v1::Money>) -> String {
     m.map(|m| {
         let mut v = detour_errors::Violations::new();
-        detour_domain::wire::money_from_proto(&mut v, "amount", m).map_or_else(|| "an amount".to_owned(), |m| m.to_string())
+        detour_domain::wire::money_from_proto(&mut v, "amount", m)
+            .map_or_else(|| "an amount".to_owned(), |m| m.to_string())
     })
     .unwrap_or_else(|| "an amount".to_owned())
 }
@@ -42,12 +43,19 @@ fn change_for(env: &Envelope) -> Result<Option<CaseChange>, HandlerError> {
     let case_id = events::case_id_of(env).ok_or_else(|| permanent("event names no valid case"))?;
     let at = events::occurred_at(env).ok_or_else(|| permanent("event has no valid occurred_at"))?;
     let actor = env.producer.clone();
-    let entry = |kind: &str, summary: String| TimelineEntry { at, kind: kind.to_owned(), actor: actor.clone(), summary };
+    let entry = |kind: &str, summary: String| TimelineEntry {
+        at,
+        kind: kind.to_owned(),
+        actor: actor.clone(),
+        summary,
+    };
     let Some(event) = env.event.as_ref() else { return Err(permanent("event has no payload")) };
     let change = match event {
         Event::CaseTriaged(t) => {
-            let category = CaseCategory::from_proto(t.category).ok_or_else(|| permanent("triage without category"))?;
-            let severity = Severity::from_proto(t.severity).ok_or_else(|| permanent("triage without severity"))?;
+            let category =
+                CaseCategory::from_proto(t.category).ok_or_else(|| permanent("triage without category"))?;
+            let severity =
+                Severity::from_proto(t.severity).ok_or_else(|| permanent("triage without severity"))?;
             let first_response_due = t
                 .first_response_due
                 .as_ref()
@@ -61,7 +69,13 @@ fn change_for(env: &Envelope) -> Result<Option<CaseChange>, HandlerError> {
             CaseChange {
                 case_id,
                 status: Some(CaseStatus::Triaged),
-                triage: Some(TriageFacts { category, severity, queue: t.queue.clone(), first_response_due, resolution_due }),
+                triage: Some(TriageFacts {
+                    category,
+                    severity,
+                    queue: t.queue.clone(),
+                    first_response_due,
+                    resolution_due,
+                }),
                 timeline: entry(
                     "case.triaged",
                     format!("Classified {category}, severity {severity}, queue {}: {}", t.queue, t.rationale),
@@ -73,7 +87,10 @@ fn change_for(env: &Envelope) -> Result<Option<CaseChange>, HandlerError> {
             case_id,
             status: Some(CaseStatus::AwaitingSupplier),
             triage: None,
-            timeline: entry("supplier.requested", format!("Asked supplier {} for its account and alternatives", r.supplier_code)),
+            timeline: entry(
+                "supplier.requested",
+                format!("Asked supplier {} for its account and alternatives", r.supplier_code),
+            ),
             resolve: None,
         },
         Event::SupplierResponded(r) => {
@@ -88,7 +105,10 @@ fn change_for(env: &Envelope) -> Result<Option<CaseChange>, HandlerError> {
                 case_id,
                 status: None,
                 triage: None,
-                timeline: entry("supplier.responded", format!("Supplier {} answered with {outcome}", r.supplier_code)),
+                timeline: entry(
+                    "supplier.responded",
+                    format!("Supplier {} answered with {outcome}", r.supplier_code),
+                ),
                 resolve: None,
             }
         }
@@ -96,7 +116,10 @@ fn change_for(env: &Envelope) -> Result<Option<CaseChange>, HandlerError> {
             case_id,
             status: Some(CaseStatus::OfferProposed),
             triage: None,
-            timeline: entry("offer.proposed", format!("Offered {} ({})", money(o.amount.as_ref()), o.policy_rule)),
+            timeline: entry(
+                "offer.proposed",
+                format!("Offered {} ({})", money(o.amount.as_ref()), o.policy_rule),
+            ),
             resolve: None,
         },
         Event::OfferAccepted(o) => {

@@ -5,18 +5,18 @@ use std::sync::Arc;
 
 use base64::Engine;
 use detour_domain::wire::{self, MAX_TEXT_CHARS};
-use detour_domain::{events, sla, time, CaseCategory, CaseId, CaseStatus, Channel};
+use detour_domain::{CaseCategory, CaseId, CaseStatus, Channel, events, sla, time};
 use detour_errors::Violations;
 use detour_proto::common::v1 as common;
-use detour_proto::events::v1::{envelope::Event, CaseOpened, CaseResolved};
+use detour_proto::events::v1::{CaseOpened, CaseResolved, envelope::Event};
 use detour_proto::intake::v1 as pb;
 use detour_proto::intake::v1::intake_service_server::IntakeService;
 use tonic::{Request, Response, Status};
 
+use crate::NAME;
 use crate::error::IntakeError;
 use crate::model::{Case, CaseFilter, Cursor, NewCase, OpenOutcome, Resolution};
 use crate::repo::IntakeRepository;
-use crate::NAME;
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
@@ -48,7 +48,8 @@ fn new_case(req: pb::OpenCaseRequest) -> Result<NewCase, IntakeError> {
     } else {
         Some(key.to_owned())
     };
-    let (Some(traveler), Some(segment), Some(channel), true) = (traveler, segment, channel, v.is_empty()) else {
+    let (Some(traveler), Some(segment), Some(channel), true) = (traveler, segment, channel, v.is_empty())
+    else {
         return Err(IntakeError::Invalid(v));
     };
     let fingerprint = fingerprint(&[
@@ -154,7 +155,11 @@ fn decode_cursor(token: &str) -> Option<Cursor> {
     Some(Cursor { opened_at_micros: at.parse().ok()?, case_id: id.parse().ok()? })
 }
 
-fn optional_instant(v: &mut Violations, field: &str, ts: Option<&prost_types::Timestamp>) -> Option<time::Instant> {
+fn optional_instant(
+    v: &mut Violations,
+    field: &str,
+    ts: Option<&prost_types::Timestamp>,
+) -> Option<time::Instant> {
     let ts = ts?;
     let t = time::from_proto(ts);
     if t.is_none() {
@@ -202,7 +207,10 @@ fn case_id(raw: Option<&common::CaseId>) -> Result<CaseId, IntakeError> {
 
 #[tonic::async_trait]
 impl IntakeService for IntakeApi {
-    async fn open_case(&self, request: Request<pb::OpenCaseRequest>) -> Result<Response<pb::OpenCaseResponse>, Status> {
+    async fn open_case(
+        &self,
+        request: Request<pb::OpenCaseRequest>,
+    ) -> Result<Response<pb::OpenCaseResponse>, Status> {
         let new = new_case(request.into_inner())?;
         let opened = events::envelope(NAME, new.id, new.received_at, case_opened(&new));
         let outcome = self.repo.open_case(new, opened).await?;
@@ -219,13 +227,19 @@ impl IntakeService for IntakeApi {
         }))
     }
 
-    async fn get_case(&self, request: Request<pb::GetCaseRequest>) -> Result<Response<pb::GetCaseResponse>, Status> {
+    async fn get_case(
+        &self,
+        request: Request<pb::GetCaseRequest>,
+    ) -> Result<Response<pb::GetCaseResponse>, Status> {
         let id = case_id(request.get_ref().case_id.as_ref())?;
         let case = self.repo.get_case(id).await?.ok_or(IntakeError::CaseNotFound(id))?;
         Ok(Response::new(pb::GetCaseResponse { case: Some(case_to_proto(&case)) }))
     }
 
-    async fn list_cases(&self, request: Request<pb::ListCasesRequest>) -> Result<Response<pb::ListCasesResponse>, Status> {
+    async fn list_cases(
+        &self,
+        request: Request<pb::ListCasesRequest>,
+    ) -> Result<Response<pb::ListCasesResponse>, Status> {
         let (filter, cursor, limit) = list_request(request.get_ref())?;
         let (cases, next) = self.repo.list_cases(&filter, cursor, limit).await?;
         Ok(Response::new(pb::ListCasesResponse {
@@ -234,10 +248,17 @@ impl IntakeService for IntakeApi {
         }))
     }
 
-    async fn resolve_case(&self, request: Request<pb::ResolveCaseRequest>) -> Result<Response<pb::ResolveCaseResponse>, Status> {
+    async fn resolve_case(
+        &self,
+        request: Request<pb::ResolveCaseRequest>,
+    ) -> Result<Response<pb::ResolveCaseResponse>, Status> {
         let req = request.into_inner();
         let mut v = Violations::new();
-        let id = wire::required_id::<CaseId>(&mut v, "case_id.value", req.case_id.as_ref().map(|c| c.value.as_str()));
+        let id = wire::required_id::<CaseId>(
+            &mut v,
+            "case_id.value",
+            req.case_id.as_ref().map(|c| c.value.as_str()),
+        );
         let text = wire::text(&mut v, "resolution", &req.resolution, MAX_TEXT_CHARS, false);
         let Some(id) = id.filter(|_| v.is_empty()) else {
             return Err(IntakeError::Invalid(v).into());

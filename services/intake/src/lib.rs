@@ -10,10 +10,12 @@ pub mod repo;
 use std::sync::Arc;
 
 use detour_domain::events::streams;
-use detour_events::consumer::{spawn_consumer, ConsumerSettings};
+use detour_events::consumer::{ConsumerSettings, spawn_consumer};
 use detour_events::outbox::{Relay, RelaySettings};
 use detour_proto::intake::v1::intake_service_server::IntakeServiceServer;
-use detour_server::module::{BuildContext, BuildError, DatabaseDependency, ServiceModule, ServicePart};
+use detour_server::module::{
+    AddRoutes, BuildContext, BuildError, DatabaseDependency, ServiceModule, ServicePart,
+};
 use detour_storage::MigrationStep;
 use futures::future::BoxFuture;
 
@@ -58,7 +60,8 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
                 ctx.background.clone(),
             ));
         }
-        let routes = tonic::service::Routes::new(IntakeServiceServer::new(grpc::IntakeApi::new(repo)));
+        let server = IntakeServiceServer::new(grpc::IntakeApi::new(repo));
+        let routes: AddRoutes = Box::new(move |routes| routes.add_service(server));
         Ok(ServicePart {
             name: NAME,
             grpc_service: detour_proto::service_names::INTAKE,

@@ -1,6 +1,8 @@
 //! Intake's domain: the case as the traveler and the desk see it.
 
-use detour_domain::{CaseCategory, CaseId, CaseStatus, Channel, Instant, RequestedOutcome, Segment, Severity, Traveler};
+use detour_domain::{
+    CaseCategory, CaseId, CaseStatus, Channel, Instant, RequestedOutcome, Segment, Severity, Traveler,
+};
 
 /// A validated request to open a case.
 #[derive(Debug, Clone)]

@@ -3,12 +3,14 @@
 //! run against both (`tests/repository.rs`).
 
 use async_trait::async_trait;
-use detour_domain::{time, CaseId, CaseStatus};
-use detour_proto::events::v1::envelope::Event;
+use detour_domain::{CaseId, CaseStatus, time};
 use detour_proto::events::v1::Envelope;
+use detour_proto::events::v1::envelope::Event;
 
 use crate::error::IntakeError;
-use crate::model::{Applied, Case, CaseChange, CaseFilter, Cursor, NewCase, OpenOutcome, Resolution, TimelineEntry};
+use crate::model::{
+    Applied, Case, CaseChange, CaseFilter, Cursor, NewCase, OpenOutcome, Resolution, TimelineEntry,
+};
 
 /// Everything intake stores. Each method is one transaction; events it emits are written to
 /// the outbox inside that transaction.
@@ -29,7 +31,12 @@ pub trait IntakeRepository: Send + Sync + 'static {
     ) -> Result<(Vec<Case>, Option<Cursor>), IntakeError>;
 
     /// Resolves an open case and emits `CaseResolved` (`resolved`, whose event the caller built).
-    async fn resolve_case(&self, id: CaseId, resolution: Resolution, resolved: Envelope) -> Result<Case, IntakeError>;
+    async fn resolve_case(
+        &self,
+        id: CaseId,
+        resolution: Resolution,
+        resolved: Envelope,
+    ) -> Result<Case, IntakeError>;
 
     /// Applies another service's event once: a second delivery of `event_id` changes nothing.
     /// `resolved` is the `CaseResolved` event to emit when the change resolves the case.
@@ -418,7 +425,11 @@ pub fn for_db(
     relay: Option<detour_events::outbox::RelayHandle>,
 ) -> std::sync::Arc<dyn IntakeRepository> {
     match db {
-        detour_storage::Db::Postgres(pool) => std::sync::Arc::new(PgIntakeRepository::new(pool.clone(), relay)),
-        detour_storage::Db::Sqlite(pool) => std::sync::Arc::new(SqliteIntakeRepository::new(pool.clone(), relay)),
+        detour_storage::Db::Postgres(pool) => {
+            std::sync::Arc::new(PgIntakeRepository::new(pool.clone(), relay))
+        }
+        detour_storage::Db::Sqlite(pool) => {
+            std::sync::Arc::new(SqliteIntakeRepository::new(pool.clone(), relay))
+        }
     }
 }

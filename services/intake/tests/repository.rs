@@ -5,11 +5,15 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use detour_domain::{events, time, CaseCategory, CaseId, CaseStatus, Channel, SegmentKind, Severity, Traveler, TravelerId};
-use detour_intake::model::{Applied, CaseChange, CaseFilter, NewCase, OpenOutcome, Resolution, TimelineEntry, TriageFacts};
+use detour_domain::{
+    CaseCategory, CaseId, CaseStatus, Channel, SegmentKind, Severity, Traveler, TravelerId, events, time,
+};
+use detour_intake::model::{
+    Applied, CaseChange, CaseFilter, NewCase, OpenOutcome, Resolution, TimelineEntry, TriageFacts,
+};
 use detour_intake::repo::{self, IntakeRepository};
 use detour_intake::{MIGRATIONS, NAME};
-use detour_proto::events::v1::{envelope::Event, CaseResolved, Envelope, SurveySent};
+use detour_proto::events::v1::{CaseResolved, Envelope, SurveySent, envelope::Event};
 use detour_storage::{Db, DbSettings};
 
 struct Fixture {
@@ -20,9 +24,12 @@ struct Fixture {
 
 async fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let db = detour_storage::connect(&DbSettings::new(detour_storage::testing::fresh_sqlite_url(dir.path()), NAME))
-        .await
-        .unwrap();
+    let db = detour_storage::connect(&DbSettings::new(
+        detour_storage::testing::fresh_sqlite_url(dir.path()),
+        NAME,
+    ))
+    .await
+    .unwrap();
     detour_storage::migrate(&db, NAME, MIGRATIONS).await.unwrap();
     Fixture { repo: repo::for_db(&db, None), db, _dir: Some(dir) }
 }
@@ -155,7 +162,12 @@ fn triage_change(id: CaseId) -> CaseChange {
             first_response_due: at + Duration::minutes(45),
             resolution_due: at + Duration::hours(24),
         }),
-        timeline: TimelineEntry { at, kind: "case.triaged".into(), actor: "triage".into(), summary: "air".into() },
+        timeline: TimelineEntry {
+            at,
+            kind: "case.triaged".into(),
+            actor: "triage".into(),
+            summary: "air".into(),
+        },
         resolve: None,
     }
 }
@@ -163,7 +175,10 @@ fn triage_change(id: CaseId) -> CaseChange {
 async fn events_apply_once_and_never_move_status_back(f: Fixture) {
     let id = open(&f, new_case(None, 0, Channel::Phone)).await;
     assert_eq!(f.repo.apply_change("intake", "e1", triage_change(id), None).await.unwrap(), Applied::Applied);
-    assert_eq!(f.repo.apply_change("intake", "e1", triage_change(id), None).await.unwrap(), Applied::AlreadyProcessed);
+    assert_eq!(
+        f.repo.apply_change("intake", "e1", triage_change(id), None).await.unwrap(),
+        Applied::AlreadyProcessed
+    );
     let case = f.repo.get_case(id).await.unwrap().unwrap();
     assert_eq!(case.status, CaseStatus::Triaged);
     assert_eq!(case.category, Some(CaseCategory::FlightCancellation));
@@ -176,10 +191,16 @@ async fn events_apply_once_and_never_move_status_back(f: Fixture) {
         case_id: id,
         status: None,
         triage: None,
-        timeline: TimelineEntry { at, kind: "offer.accepted".into(), actor: "compensation".into(), summary: "ok".into() },
+        timeline: TimelineEntry {
+            at,
+            kind: "offer.accepted".into(),
+            actor: "compensation".into(),
+            summary: "ok".into(),
+        },
         resolve: Some(resolution.clone()),
     };
-    let resolved = events::envelope(NAME, id, at, Event::SurveySent(SurveySent { survey_id: None, sent_at: None }));
+    let resolved =
+        events::envelope(NAME, id, at, Event::SurveySent(SurveySent { survey_id: None, sent_at: None }));
     f.repo.apply_change("intake", "e2", change.clone(), Some(resolved.clone())).await.unwrap();
     f.repo.apply_change("intake", "e2", change, Some(resolved)).await.unwrap();
     let case = f.repo.get_case(id).await.unwrap().unwrap();

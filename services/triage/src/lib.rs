@@ -14,7 +14,9 @@ use detour_domain::events::streams;
 use detour_events::consumer::{ConsumerSettings, spawn_consumer};
 use detour_events::outbox::{Relay, RelaySettings};
 use detour_proto::triage::v1::triage_service_server::TriageServiceServer;
-use detour_server::module::{BuildContext, BuildError, DatabaseDependency, ServiceModule, ServicePart};
+use detour_server::module::{
+    AddRoutes, BuildContext, BuildError, DatabaseDependency, ServiceModule, ServicePart,
+};
 use detour_storage::MigrationStep;
 use futures::future::BoxFuture;
 
@@ -52,7 +54,8 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
             ctx.event_metrics.clone(),
             ctx.background.clone(),
         );
-        let routes = tonic::service::Routes::new(TriageServiceServer::new(grpc::TriageApi::new(repo)));
+        let server = TriageServiceServer::new(grpc::TriageApi::new(repo));
+        let routes: AddRoutes = Box::new(move |routes| routes.add_service(server));
         Ok(ServicePart {
             name: NAME,
             grpc_service: detour_proto::service_names::TRIAGE,

@@ -1,0 +1,200 @@
+//! `detour`: one binary for the whole suite.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use figment::Figment;
+use figment::providers::Serialized;
+
+use detour_cli::client::{self, OpenArgs, Output};
+use detour_server::{Settings, process};
+
+#[derive(Parser)]
+#[command(
+    name = "detour",
+    version,
+    about = "Detour: crisis response and complaint resolution for travel companies"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs all five services in one process on the embedded default (SQLite files, in-process
+    /// events), every gRPC service on one address.
+    Dev(DevArgs),
+    /// Runs one service as its own process (how Kubernetes runs it).
+    Serve {
+        /// intake, triage, supplier, compensation or feedback.
+        service: String,
+        #[arg(long, env = "DETOUR_CONFIG_FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Brings a service's database schema up to date (`all` for every service).
+    Migrate {
+        service: String,
+        #[arg(long, env = "DETOUR_CONFIG_FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Work with cases from a terminal.
+    Case {
+        #[command(subcommand)]
+        command: CaseCommand,
+        /// The suite's gRPC address.
+        #[arg(long, global = true, env = "DETOUR_SERVER", default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct DevArgs {
+    #[arg(long, env = "DETOUR_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// Where the SQLite files live; the suite keeps its data across restarts.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    grpc_addr: Option<SocketAddr>,
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Subcommand)]
+enum CaseCommand {
+    /// Opens a case and prints its acknowledgement.
+    Open(OpenArgs),
+    /// Lists cases, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// Shows a case with its timeline.
+    Show { case_id: String },
+    /// Resolves a case.
+    Resolve {
+        case_id: String,
+        #[arg(long)]
+        resolution: String,
+    },
+}
+
+fn dev_defaults() -> Settings {
+    Settings {
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        ..Settings::default()
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev(args) => {
+            let base = Figment::from(Serialized::defaults(dev_defaults()));
+            let mut settings = match Settings::load_from(base, args.config.as_deref()) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            if let Some(dir) = args.data_dir {
+                settings.data_dir = dir;
+            }
+            if let Some(addr) = args.grpc_addr {
+                settings.grpc_addr = addr;
+            }
+            if let Some(addr) = args.metrics_addr {
+                settings.metrics_addr = addr;
+            }
+            if !settings.events_url.starts_with("inproc://") && settings.database_url.is_none() {
+                eprintln!("note: events go to {}, data stays in SQLite files", settings.events_url);
+            }
+            if let Err(e) = settings.validate() {
+                return fail(e);
+            }
+            println!("detour dev: all services on one address");
+            println!("  gRPC (+ gRPC-Web, health, reflection): http://{}", settings.grpc_addr);
+            println!("  metrics: http://{}/metrics", settings.metrics_addr);
+            println!("  data: {}", settings.data_dir.display());
+            println!("  try: detour case list --server http://{}", settings.grpc_addr);
+            process::serve_until_signal(settings, detour_cli::MODULES, "detour-dev").await
+        }
+        Command::Serve { service, config } => {
+            let Some(module) = detour_cli::module(&service) else {
+                return fail(format!("unknown service `{service}`: one of {}", detour_cli::module_names()));
+            };
+            match Settings::load(config.as_deref()) {
+                Ok(settings) => process::serve_until_signal(settings, &[module], module.name).await,
+                Err(e) => fail(e),
+            }
+        }
+        Command::Migrate { service, config } => {
+            let modules: Vec<_> = if service == "all" {
+                detour_cli::MODULES.to_vec()
+            } else {
+                match detour_cli::module(&service) {
+                    Some(m) => vec![m],
+                    None => {
+                        return fail(format!(
+                            "unknown service `{service}`: one of {}, or all",
+                            detour_cli::module_names()
+                        ));
+                    }
+                }
+            };
+            let settings = match Settings::load(config.as_deref()) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            for m in modules {
+                match detour_server::module::open_database(&settings, m.name, m.migrations, true).await {
+                    Ok(db) => {
+                        db.close().await;
+                        println!("{}: schema up to date", m.name);
+                    }
+                    Err(e) => return fail(e),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Case { command, server, json } => {
+            let output = if json { Output::Json } else { Output::Text };
+            let result = match command {
+                CaseCommand::Open(args) => client::open(&server, args, output).await,
+                CaseCommand::List { status, category, channel, limit, page_token } => {
+                    client::list(&server, status, category, channel, limit, page_token, output).await
+                }
+                CaseCommand::Show { case_id } => client::show(&server, &case_id, output).await,
+                CaseCommand::Resolve { case_id, resolution } => {
+                    client::resolve(&server, &case_id, &resolution, output).await
+                }
+            };
+            match result {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The `detour` binary as a person uses it: `detour dev` in one terminal, the client in another,
+//! SIGTERM to stop, and the data still there after a restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_detour");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Dev {
+    child: Child,
+    server: String,
+}
+
+impl Dev {
+    fn start(data_dir: &std::path::Path) -> Dev {
+        let grpc = free_port();
+        let metrics = free_port();
+        let mut child = Command::new(BIN)
+            .args(["dev", "--data-dir"])
+            .arg(data_dir)
+            .args([
+                "--grpc-addr",
+                &format!("127.0.0.1:{grpc}"),
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics}"),
+            ])
+            .env("DETOUR_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // `detour dev` tells the person where it listens.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        for _ in 0..3 {
+            stdout.read_line(&mut banner).unwrap();
+        }
+        assert!(banner.contains(&format!("127.0.0.1:{grpc}")), "{banner}");
+        assert!(banner.contains(&format!("127.0.0.1:{metrics}/metrics")), "{banner}");
+        let server = format!("http://127.0.0.1:{grpc}");
+        let dev = Dev { child, server };
+        dev.wait_until_answering();
+        dev
+    }
+
+    fn wait_until_answering(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if client(&self.server, &["case", "list"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("detour dev never answered");
+    }
+
+    /// SIGTERM, as Kubernetes or a terminal's kill would send it; the suite must exit cleanly.
+    fn terminate(mut self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "detour dev exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "detour dev did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn client(server: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).args(["--server", server]).output().unwrap()
+}
+
+fn ok(server: &str, args: &[&str]) -> String {
+    let out = client(server, args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn open_list_show_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+
+    let open = [
+        "case",
+        "open",
+        "--name",
+        "Li Wei",
+        "--email",
+        "li.wei@example.com",
+        "--channel",
+        "phone",
+        "--supplier",
+        "CA",
+        "--reference",
+        "CA981",
+        "--booking",
+        "PNR7Q2",
+        "--from",
+        "PEK",
+        "--to",
+        "JFK",
+        "--starts",
+        "2026-12-03T10:00:00Z",
+        "--price-minor",
+        "520000",
+        "--currency",
+        "CNY",
+        "--wants",
+        "rebooking,refund",
+        "--text",
+        "My flight CA981 was cancelled at the gate",
+        "--json",
+    ];
+    let ack: serde_json::Value = serde_json::from_str(&ok(&dev.server, &open)).unwrap();
+    let id = ack["case_id"].as_str().unwrap().to_owned();
+    assert!(ack["case_number"].as_str().unwrap().starts_with("DT-"));
+
+    let list = ok(&dev.server, &["case", "list"]);
+    assert!(list.contains(ack["case_number"].as_str().unwrap()), "{list}");
+
+    // The case moves on through triage by itself; `show` prints its timeline.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let shown = ok(&dev.server, &["case", "show", &id]);
+        if shown.contains("case.triaged") {
+            assert!(shown.contains("case.opened"), "{shown}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never triaged: {shown}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Bad input is explained, with the field, and the command fails.
+    let bad = client(&dev.server, &["case", "show", "not-a-case-id"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("InvalidArgument") && err.contains("case_id"), "{err}");
+
+    dev.terminate();
+
+    let dev = Dev::start(dir.path());
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&dev.server, &["case", "show", &id, "--json"])).unwrap();
+    assert_eq!(shown["case_id"], id.as_str());
+    assert!(shown["timeline"].as_array().unwrap().len() >= 2);
+    dev.terminate();
+}
+
+#[test]
+fn unknown_service_and_bad_settings_are_refused_with_a_reason() {
+    let out = Command::new(BIN).args(["serve", "billing"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown service `billing`"));
+
+    let out =
+        Command::new(BIN).args(["serve", "intake"]).env("DETOUR_DATABASE_URL", "mysql://x").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DETOUR_DATABASE_URL"));
+}
+
+#[test]
+fn migrate_brings_every_schema_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN).args(["migrate", "all"]).env("DETOUR_DATA_DIR", dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for svc in ["intake", "triage", "supplier", "compensation", "feedback"] {
+        assert!(text.contains(&format!("{svc}: schema up to date")), "{text}");
+        assert!(dir.path().join(format!("{svc}.db")).exists());
+    }
+}

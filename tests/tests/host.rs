@@ -1,0 +1,254 @@
+//! What every service gets from its host, checked through the real server: health that follows
+//! dependencies, reflection, gRPC-Web, metrics, and field-level validation errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use detour_e2e::lifecycle::{Clients, cancelled_flight};
+use detour_e2e::{Server, test_settings};
+use detour_proto::intake::v1 as intake;
+use detour_server::Settings;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+fn embedded(dir: &tempfile::TempDir) -> Settings {
+    Settings { data_dir: dir.path().to_owned(), ..test_settings() }
+}
+
+#[tokio::test]
+async fn health_stays_not_serving_while_the_event_bus_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: the transport never answers.
+    let settings = Settings { events_url: "redis://127.0.0.1:1".into(), ..embedded(&dir) };
+    let bus = detour_events::connect_bus(&settings.events_url).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            detour_server::host::serve(
+                &settings,
+                &[detour_intake::MODULE],
+                bus,
+                listener,
+                None,
+                stop.cancelled_owned(),
+            )
+            .await
+        }
+    });
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        if let Ok(channel) = tonic::transport::Channel::from_shared(url.clone()).unwrap().connect().await {
+            let status = HealthClient::new(channel)
+                .check(HealthCheckRequest { service: detour_proto::service_names::INTAKE.into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .status;
+            seen.push(status);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|s| *s == ServingStatus::NotServing as i32), "{seen:?}");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn reflection_lists_every_service_in_v1_and_v1alpha() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient as V1;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest as V1Req;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse as V1Resp;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as V1Alpha;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AReq;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AResp;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start(&embedded(&dir), detour_cli::MODULES, detour_events::connect_bus("inproc://").unwrap())
+            .await;
+    let channel = server.channel().await;
+
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(V1Req::ListServices(String::new())),
+    };
+    let mut stream = V1::new(channel.clone())
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(V1Resp::ListServicesResponse(list)) = stream.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        detour_proto::service_names::INTAKE,
+        detour_proto::service_names::TRIAGE,
+        detour_proto::service_names::SUPPLIER,
+        detour_proto::service_names::COMPENSATION,
+        detour_proto::service_names::FEEDBACK,
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(AReq::FileContainingSymbol("detour.intake.v1.IntakeService".into())),
+    };
+    let mut stream = V1Alpha::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(AResp::FileDescriptorResponse(files)) =
+        stream.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no descriptor for the intake service")
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+    server.stop().await;
+}
+
+/// A gRPC-Web call as a browser makes it: HTTP/1.1, `application/grpc-web+proto`, the
+/// message in a length-prefixed frame.
+#[tokio::test]
+async fn grpc_web_reaches_the_services_over_http1() {
+    use prost::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start(&embedded(&dir), detour_cli::MODULES, detour_events::connect_bus("inproc://").unwrap())
+            .await;
+    let addr = server.url.trim_start_matches("http://").to_owned();
+
+    let body = intake::ListCasesRequest { page_size: 5, ..Default::default() }.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let head = format!(
+        "POST /detour.intake.v1.IntakeService/ListCases HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        frame.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&frame).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&response).to_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("content-type: application/grpc-web+proto"), "{text}");
+    assert!(text.contains("grpc-status:0") || text.contains("grpc-status: 0"), "{text}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_calls_by_method_and_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = embedded(&dir);
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let metrics_addr = metrics.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        let bus = detour_events::connect_bus("inproc://").unwrap();
+        async move {
+            detour_server::host::serve(
+                &settings,
+                detour_cli::MODULES,
+                bus,
+                grpc,
+                Some(metrics),
+                stop.cancelled_owned(),
+            )
+            .await
+        }
+    });
+    let channel = loop {
+        if let Ok(c) = tonic::transport::Channel::from_shared(grpc_url.clone()).unwrap().connect().await {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut clients = Clients::single(channel);
+    clients.intake.open_case(cancelled_flight("metrics-1", "Ann Lee")).await.unwrap();
+    let not_found = clients
+        .intake
+        .get_case(intake::GetCaseRequest {
+            case_id: detour_e2e::lifecycle::case_ref(&detour_domain::CaseId::new().to_string()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(not_found.code(), tonic::Code::NotFound);
+
+    let mut stream = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let line = |method: &str, code: &str| {
+        response.lines().any(|l| {
+            l.starts_with("grpc_server_requests_total")
+                && l.contains(&format!("method=\"/detour.intake.v1.IntakeService/{method}\""))
+                && l.contains(&format!("code=\"{code}\""))
+        })
+    };
+    assert!(line("OpenCase", "0"), "{response}");
+    assert!(line("GetCase", "5"), "{response}");
+    // Personal data never becomes a label.
+    assert!(!response.contains("example.com") && !response.contains("Ann Lee"));
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn invalid_input_is_answered_with_every_field_violation_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start(&embedded(&dir), detour_cli::MODULES, detour_events::connect_bus("inproc://").unwrap())
+            .await;
+    let mut clients = Clients::single(server.channel().await);
+
+    let mut request = cancelled_flight("bad-1", "Li Wei");
+    request.traveler.as_mut().unwrap().email = "not-an-email".into();
+    request.segment.as_mut().unwrap().price.as_mut().unwrap().currency = "XXQ".into();
+    request.channel = 0;
+    request.description = String::new();
+    let status = clients.intake.open_case(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let mut fields: Vec<String> =
+        detour_errors::field_violations_of(&status).into_iter().map(|v| v.field).collect();
+    fields.sort();
+    assert_eq!(fields, ["channel", "description", "segment.price.currency", "traveler.email"]);
+
+    // An empty request is refused too, not a panic, and nothing was stored.
+    let status = clients.intake.open_case(intake::OpenCaseRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let listed = clients.intake.list_cases(intake::ListCasesRequest::default()).await.unwrap().into_inner();
+    assert!(listed.cases.is_empty());
+
+    let status = clients
+        .intake
+        .list_cases(intake::ListCasesRequest {
+            page_size: 9_999,
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let fields: Vec<String> =
+        detour_errors::field_violations_of(&status).into_iter().map(|v| v.field).collect();
+    assert_eq!(fields, ["page_size", "page_token"]);
+    server.stop().await;
+}

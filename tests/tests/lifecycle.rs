@@ -1,0 +1,174 @@
+//! The case lifecycle end to end, twice: all services in one process on the embedded default,
+//! and each service as its own server on PostgreSQL + Redis Streams.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use detour_e2e::lifecycle::{self, Clients};
+use detour_e2e::{Server, eventually, fresh_redis, test_settings};
+use detour_proto::common::v1 as common;
+use detour_proto::intake::v1 as intake;
+use detour_proto::triage::v1 as tri;
+use detour_server::Settings;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_embedded_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings { data_dir: dir.path().to_owned(), ..test_settings() };
+    let bus = detour_events::connect_bus("inproc://").unwrap();
+    let server = Server::start(&settings, detour_cli::MODULES, bus).await;
+    let mut clients = Clients::single(server.channel().await);
+    let id = lifecycle::run(&mut clients, "embedded-1").await;
+    server.stop().await;
+
+    // The embedded default survives a restart with its data.
+    let bus = detour_events::connect_bus("inproc://").unwrap();
+    let server = Server::start(&settings, detour_cli::MODULES, bus).await;
+    let mut clients = Clients::single(server.channel().await);
+    let case = lifecycle::get_case(&mut clients, &id).await;
+    assert_eq!(case.status, common::CaseStatus::Resolved as i32);
+    server.stop().await;
+}
+
+/// Five servers, one per service, sharing a PostgreSQL database (a schema each) and Redis.
+struct Distributed {
+    settings: Settings,
+    redis_url: String,
+    servers: Vec<(&'static str, Server)>,
+}
+
+impl Distributed {
+    async fn start(redis_db: u8) -> Self {
+        let pg = detour_storage::testing::fresh_postgres_url().await.unwrap();
+        let redis_url = fresh_redis(redis_db).await;
+        let settings = Settings { database_url: Some(pg), events_url: redis_url.clone(), ..test_settings() };
+        let mut servers = Vec::new();
+        for module in detour_cli::MODULES {
+            servers.push((module.name, Self::start_one(&settings, &redis_url, module.name).await));
+        }
+        Self { settings, redis_url, servers }
+    }
+
+    async fn start_one(settings: &Settings, redis_url: &str, name: &str) -> Server {
+        let module = detour_cli::module(name).unwrap();
+        let bus = detour_events::connect_bus(redis_url).unwrap();
+        Server::start(settings, &[module], bus).await
+    }
+
+    /// The service's channel; a stopped service's calls go to intake, which answers
+    /// UNIMPLEMENTED, as a load balancer with no endpoint would fail them.
+    async fn channel(&self, name: &str) -> tonic::transport::Channel {
+        let server = self
+            .servers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .or_else(|| self.servers.iter().find(|(n, _)| *n == "intake"));
+        server.unwrap().1.channel().await
+    }
+
+    async fn clients(&self) -> Clients {
+        Clients::new(
+            self.channel("intake").await,
+            self.channel("triage").await,
+            self.channel("supplier").await,
+            self.channel("compensation").await,
+            self.channel("feedback").await,
+        )
+    }
+
+    async fn stop_service(&mut self, name: &str) {
+        let i = self.servers.iter().position(|(n, _)| *n == name).unwrap();
+        let (_, server) = self.servers.remove(i);
+        server.stop().await;
+    }
+
+    async fn restart_service(&mut self, name: &'static str) {
+        let server = Self::start_one(&self.settings, &self.redis_url, name).await;
+        self.servers.push((name, server));
+    }
+
+    async fn stop(self) {
+        for (_, s) in self.servers {
+            s.stop().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_distributed_postgres_and_redis() {
+    let suite = Distributed::start(11).await;
+    let mut clients = suite.clients().await;
+    lifecycle::run(&mut clients, "distributed-1").await;
+    suite.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_wait_for_a_stopped_consumer_and_apply_once() {
+    let mut suite = Distributed::start(12).await;
+    suite.stop_service("triage").await;
+
+    let mut clients = suite.clients().await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let ack = clients
+            .intake
+            .open_case(lifecycle::cancelled_flight(&format!("wait-{i}"), &format!("Traveler {i}")))
+            .await
+            .unwrap()
+            .into_inner();
+        ids.push(ack.case_id.unwrap().value);
+    }
+
+    // With triage down nothing is triaged, however long we wait.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in &ids {
+        let case = lifecycle::get_case(&mut clients, id).await;
+        assert_eq!(case.status, common::CaseStatus::Open as i32);
+    }
+
+    suite.restart_service("triage").await;
+    let mut clients = suite.clients().await;
+    for id in &ids {
+        eventually("triage after restart", Duration::from_secs(20), || {
+            let mut c = clients.clone();
+            let id = id.clone();
+            async move {
+                let case = lifecycle::get_case(&mut c, &id).await;
+                (case.status != common::CaseStatus::Open as i32).then_some(())
+            }
+        })
+        .await;
+    }
+
+    // Deliver every CaseOpened again, as a crashed relay or consumer would: nothing changes.
+    let pg = sqlx::PgPool::connect(suite.settings.database_url.as_deref().unwrap()).await.unwrap();
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT event_id, payload FROM intake.outbox").fetch_all(&pg).await.unwrap();
+    assert!(rows.len() >= 3);
+    let bus = detour_events::connect_bus(&suite.redis_url).unwrap();
+    for (event_id, payload) in &rows {
+        bus.publish(detour_domain::events::streams::INTAKE, event_id, payload.clone().into()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    for id in &ids {
+        let case = lifecycle::get_case(&mut clients, id).await;
+        let triaged = case.timeline.iter().filter(|t| t.kind == "case.triaged").count();
+        assert_eq!(triaged, 1, "case {id} triaged {triaged} times");
+        clients.triage.get_triage(tri::GetTriageRequest { case_id: lifecycle::case_ref(id) }).await.unwrap();
+    }
+    let (triaged_events,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM triage.outbox").fetch_one(&pg).await.unwrap();
+    assert_eq!(triaged_events, 3, "one CaseTriaged per case");
+    let listed = clients
+        .intake
+        .list_cases(intake::ListCasesRequest { page_size: 2, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.cases.len(), 2);
+    assert!(!listed.next_page_token.is_empty());
+    pg.close().await;
+    suite.stop().await;
+}
