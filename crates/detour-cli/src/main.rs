@@ -43,7 +43,7 @@ enum Command {
     /// Work with cases from a terminal.
     Case {
         #[command(subcommand)]
-        command: CaseCommand,
+        command: Box<CaseCommand>,
         /// The suite's gRPC address.
         #[arg(long, global = true, env = "DETOUR_SERVER", default_value = "http://127.0.0.1:50051")]
         server: String,
@@ -69,7 +69,7 @@ struct DevArgs {
 #[derive(Subcommand)]
 enum CaseCommand {
     /// Opens a case and prints its acknowledgement.
-    Open(OpenArgs),
+    Open(Box<OpenArgs>),
     /// Lists cases, newest first.
     List {
         #[arg(long)]
@@ -178,8 +178,8 @@ async fn main() -> ExitCode {
         }
         Command::Case { command, server, json } => {
             let output = if json { Output::Json } else { Output::Text };
-            let result = match command {
-                CaseCommand::Open(args) => client::open(&server, args, output).await,
+            let result = match *command {
+                CaseCommand::Open(args) => client::open(&server, *args, output).await,
                 CaseCommand::List { status, category, channel, limit, page_token } => {
                     client::list(&server, status, category, channel, limit, page_token, output).await
                 }

@@ -115,15 +115,14 @@ pub async fn open_database(
     migrate: bool,
 ) -> Result<Db, BuildError> {
     let url = settings.database_url_for(service);
-    if url.starts_with("sqlite:") {
-        if let Some(parent) = url.trim_start_matches("sqlite://").rsplit_once('/').map(|(dir, _)| dir) {
-            if !parent.is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| BuildError::Other {
-                    service,
-                    message: format!("cannot create data directory {parent}: {e}"),
-                })?;
-            }
-        }
+    if let Some(parent) =
+        url.strip_prefix("sqlite://").and_then(|path| path.rsplit_once('/')).map(|(dir, _)| dir)
+        && !parent.is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| BuildError::Other {
+            service,
+            message: format!("cannot create data directory {parent}: {e}"),
+        })?;
     }
     let mut db_settings = DbSettings::new(url, service);
     db_settings.max_connections = settings.db_max_connections;
