@@ -5,16 +5,17 @@
 
 use std::time::Duration;
 
-use detour_e2e::lifecycle::{Clients, cancelled_flight};
-use detour_e2e::{Server, test_settings};
 use detour_proto::intake::v1 as intake;
 use detour_server::Settings;
+use detour_testkit::{Server, test_settings, violated_fields};
+use support::lifecycle::{self, Clients, cancelled_flight};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+mod support;
 
 fn embedded(dir: &tempfile::TempDir) -> Settings {
     Settings { data_dir: dir.path().to_owned(), ..test_settings() }
@@ -26,26 +27,12 @@ async fn health_stays_not_serving_while_the_event_bus_does_not_answer() {
     // Nothing listens on port 1: the transport never answers.
     let settings = Settings { events_url: "redis://127.0.0.1:1".into(), ..embedded(&dir) };
     let bus = detour_events::connect_bus(&settings.events_url).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            detour_server::host::serve(
-                &settings,
-                &[detour_intake::MODULE],
-                bus,
-                listener,
-                None,
-                stop.cancelled_owned(),
-            )
-            .await
-        }
-    });
+    let server = Server::spawn(&settings, &[detour_intake::MODULE], bus, None).await;
     let mut seen = Vec::new();
     for _ in 0..10 {
-        if let Ok(channel) = tonic::transport::Channel::from_shared(url.clone()).unwrap().connect().await {
+        if let Ok(channel) =
+            tonic::transport::Channel::from_shared(server.url.clone()).unwrap().connect().await
+        {
             let status = HealthClient::new(channel)
                 .check(HealthCheckRequest { service: detour_proto::service_names::INTAKE.into() })
                 .await
@@ -58,8 +45,7 @@ async fn health_stays_not_serving_while_the_event_bus_does_not_answer() {
     }
     assert!(!seen.is_empty());
     assert!(seen.iter().all(|s| *s == ServingStatus::NotServing as i32), "{seen:?}");
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap().unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -156,38 +142,16 @@ async fn grpc_web_reaches_the_services_over_http1() {
 async fn metrics_count_calls_by_method_and_code() {
     let dir = tempfile::tempdir().unwrap();
     let settings = embedded(&dir);
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
     let metrics_addr = metrics.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let stop = stop.clone();
-        let bus = detour_events::connect_bus("inproc://").unwrap();
-        async move {
-            detour_server::host::serve(
-                &settings,
-                detour_cli::MODULES,
-                bus,
-                grpc,
-                Some(metrics),
-                stop.cancelled_owned(),
-            )
-            .await
-        }
-    });
-    let channel = loop {
-        if let Ok(c) = tonic::transport::Channel::from_shared(grpc_url.clone()).unwrap().connect().await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut clients = Clients::single(channel);
+    let bus = detour_events::connect_bus("inproc://").unwrap();
+    let server = Server::spawn(&settings, detour_cli::MODULES, bus, Some(metrics)).await;
+    let mut clients = Clients::single(server.channel().await);
     clients.intake.open_case(cancelled_flight("metrics-1", "Ann Lee")).await.unwrap();
     let not_found = clients
         .intake
         .get_case(intake::GetCaseRequest {
-            case_id: detour_e2e::lifecycle::case_ref(&detour_domain::CaseId::new().to_string()),
+            case_id: lifecycle::case_ref(&detour_domain::CaseId::new().to_string()),
         })
         .await
         .unwrap_err();
@@ -208,8 +172,7 @@ async fn metrics_count_calls_by_method_and_code() {
     assert!(line("GetCase", "5"), "{response}");
     // Personal data never becomes a label.
     assert!(!response.contains("example.com") && !response.contains("Ann Lee"));
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -227,8 +190,7 @@ async fn invalid_input_is_answered_with_every_field_violation_and_writes_nothing
     request.description = String::new();
     let status = clients.intake.open_case(request).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    let mut fields: Vec<String> =
-        detour_errors::field_violations_of(&status).into_iter().map(|v| v.field).collect();
+    let mut fields = violated_fields(&status);
     fields.sort();
     assert_eq!(fields, ["channel", "description", "segment.price.currency", "traveler.email"]);
 
@@ -247,8 +209,7 @@ async fn invalid_input_is_answered_with_every_field_violation_and_writes_nothing
         })
         .await
         .unwrap_err();
-    let fields: Vec<String> =
-        detour_errors::field_violations_of(&status).into_iter().map(|v| v.field).collect();
+    let fields = violated_fields(&status);
     assert_eq!(fields, ["page_size", "page_token"]);
     server.stop().await;
 }

@@ -5,12 +5,15 @@
 
 use std::time::Duration;
 
-use detour_e2e::lifecycle::{self, Clients};
-use detour_e2e::{Server, eventually, fresh_redis, test_settings};
 use detour_proto::common::v1 as common;
 use detour_proto::intake::v1 as intake;
 use detour_proto::triage::v1 as tri;
 use detour_server::Settings;
+use detour_storage::DbSettings;
+use detour_testkit::{Server, eventually, fresh_redis, outbox_count, outbox_rows, test_settings};
+use support::lifecycle::{self, Clients};
+
+mod support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_embedded_one_process() {
@@ -142,13 +145,14 @@ async fn events_wait_for_a_stopped_consumer_and_apply_once() {
     }
 
     // Deliver every CaseOpened again, as a crashed relay or consumer would: nothing changes.
-    let pg = sqlx::PgPool::connect(suite.settings.database_url.as_deref().unwrap()).await.unwrap();
-    let rows: Vec<(String, Vec<u8>)> =
-        sqlx::query_as("SELECT event_id, payload FROM intake.outbox").fetch_all(&pg).await.unwrap();
+    let pg = suite.settings.database_url.as_deref().unwrap();
+    let intake_db = detour_storage::connect(&DbSettings::new(pg, "intake")).await.unwrap();
+    let rows = outbox_rows(&intake_db).await;
     assert!(rows.len() >= 3);
     let bus = detour_events::connect_bus(&suite.redis_url).unwrap();
-    for (event_id, payload) in &rows {
-        bus.publish(detour_domain::events::streams::INTAKE, event_id, payload.clone().into()).await.unwrap();
+    for row in &rows {
+        let payload = row.payload.clone().into();
+        bus.publish(detour_domain::events::streams::INTAKE, &row.event_id, payload).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -158,8 +162,8 @@ async fn events_wait_for_a_stopped_consumer_and_apply_once() {
         assert_eq!(triaged, 1, "case {id} triaged {triaged} times");
         clients.triage.get_triage(tri::GetTriageRequest { case_id: lifecycle::case_ref(id) }).await.unwrap();
     }
-    let (triaged_events,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM triage.outbox").fetch_one(&pg).await.unwrap();
+    let triage_db = detour_storage::connect(&DbSettings::new(pg, "triage")).await.unwrap();
+    let triaged_events = outbox_count(&triage_db).await;
     assert_eq!(triaged_events, 3, "one CaseTriaged per case");
     let listed = clients
         .intake
@@ -169,6 +173,7 @@ async fn events_wait_for_a_stopped_consumer_and_apply_once() {
         .into_inner();
     assert_eq!(listed.cases.len(), 2);
     assert!(!listed.next_page_token.is_empty());
-    pg.close().await;
+    intake_db.close().await;
+    triage_db.close().await;
     suite.stop().await;
 }

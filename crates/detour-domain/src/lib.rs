@@ -15,6 +15,8 @@ pub mod wire;
 
 pub use ids::{CaseId, EventId, OfferId, SupplierRequestId, SurveyId, TravelerId};
 pub use money::{Currency, Money};
-pub use taxonomy::{CaseCategory, CaseStatus, Channel, RequestedOutcome, SegmentKind, Severity};
+pub use taxonomy::{
+    CaseCategory, CaseStatus, Channel, RequestedOutcome, SegmentKind, Severity, SupplierOutcome,
+};
 pub use time::Instant;
 pub use travel::{Segment, Traveler};

@@ -1,9 +1,6 @@
 //! The case taxonomy and the other closed vocabularies, each stored as a stable snake_case name
 //! (never the proto number, which is the wire's business).
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,25 +10,22 @@ pub struct UnknownName {
     pub value: String,
 }
 
-macro_rules! vocabulary {
-    ($(#[$doc:meta])* $name:ident, $kind:literal, proto = $proto:path, { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name {
-            $($variant),+
-        }
+/// A closed vocabulary stored by stable names: the enum with `ALL`, `KIND`, `as_str`, `Display`
+/// and `FromStr` (failing with [`UnknownName`]). With `proto = <enum>`, whose variants must carry
+/// the same names, also `to_proto` and `from_proto`. Attributes before the name (docs, further
+/// derives) go on the enum, and variants may carry their own.
+///
+/// Services use it for their own vocabularies too (`detour_domain::stored_names!`), so every
+/// stored name is read back, and refused, the same way.
+#[macro_export]
+macro_rules! stored_names {
+    (
+        $(#[$attr:meta])* $name:ident, $kind:literal, proto = $proto:path,
+        { $($(#[$vattr:meta])* $variant:ident => $text:literal),+ $(,)? }
+    ) => {
+        $crate::stored_names!($(#[$attr])* $name, $kind, { $($(#[$vattr])* $variant => $text),+ });
 
         impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            pub const KIND: &'static str = $kind;
-
-            pub fn as_str(&self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-
             /// The wire value.
             pub fn to_proto(self) -> i32 {
                 use $proto as P;
@@ -50,22 +44,60 @@ macro_rules! vocabulary {
                 }
             }
         }
+    };
+    (
+        $(#[$attr:meta])* $name:ident, $kind:literal,
+        { $($(#[$vattr:meta])* $variant:ident => $text:literal),+ $(,)? }
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vattr])* $variant),+
+        }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub const KIND: &'static str = $kind;
+
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownName;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::taxonomy::UnknownName;
+
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownName { kind: $kind, value: s.chars().take(64).collect() }),
+                    _ => Err($crate::taxonomy::UnknownName {
+                        kind: $kind,
+                        value: s.chars().take(64).collect(),
+                    }),
                 }
             }
         }
+    };
+}
+
+/// A vocabulary shared by the contracts: stored names, a `detour.common`/`detour.events` enum,
+/// and the same names in the JSON columns that hold travelers and segments.
+macro_rules! vocabulary {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, proto = $proto:path, { $($names:tt)+ }) => {
+        crate::stored_names!(
+            $(#[$doc])*
+            #[derive(PartialOrd, Ord, Serialize, Deserialize)]
+            #[serde(rename_all = "snake_case")]
+            $name, $kind, proto = $proto, { $($names)+ }
+        );
     };
 }
 
@@ -133,6 +165,18 @@ vocabulary!(
     AwaitingSupplier => "awaiting_supplier",
     OfferProposed => "offer_proposed",
     Resolved => "resolved",
+});
+
+vocabulary!(
+    /// What a supplier said about a case.
+    SupplierOutcome, "supplier outcome", proto = detour_proto::events::v1::SupplierOutcome, {
+    /// Another flight, another room.
+    AlternativeOffered => "alternative_offered",
+    FaultAccepted => "fault_accepted",
+    /// The supplier disputes the traveler's account.
+    Disputed => "disputed",
+    /// Weather, strike, air traffic control: beyond the supplier's control.
+    ExtraordinaryCircumstances => "extraordinary_circumstances",
 });
 
 impl CaseStatus {

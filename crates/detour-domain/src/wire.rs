@@ -3,12 +3,17 @@
 //! Validation collects every problem into [`Violations`] with the field's path in the request,
 //! so a client fixes a bad request in one round trip.
 
+use std::fmt::Display;
 use std::str::FromStr;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use detour_errors::Violations;
 use detour_proto::common::v1 as pb;
 
-use crate::{Channel, Currency, Money, RequestedOutcome, Segment, SegmentKind, Traveler, TravelerId, time};
+use crate::{
+    Channel, Currency, Instant, Money, RequestedOutcome, Segment, SegmentKind, Traveler, TravelerId, time,
+};
 
 /// Longest free text accepted in a description or comment.
 pub const MAX_TEXT_CHARS: usize = 8_000;
@@ -33,6 +38,33 @@ where
             }
         },
     }
+}
+
+/// The proto messages that wrap a typed id (`detour.common.v1.CaseId { value }` and its kin).
+pub trait IdMessage {
+    fn value(&self) -> &str;
+}
+
+macro_rules! id_messages {
+    ($($message:ident),+) => {
+        $(impl IdMessage for pb::$message {
+            fn value(&self) -> &str {
+                &self.value
+            }
+        })+
+    };
+}
+
+id_messages!(CaseId, TravelerId, SupplierRequestId, OfferId, SurveyId, EventId);
+
+/// The typed id of a request that carries nothing else to validate (`GetCase`, `ListOffers`):
+/// the id, or the one violation when its wrapper message is missing, empty or malformed.
+pub fn id_from_message<T: FromStr, M: IdMessage>(field: &str, message: Option<&M>) -> Result<T, Violations>
+where
+    T::Err: Display,
+{
+    let mut v = Violations::new();
+    required_id(&mut v, field, message.map(IdMessage::value)).ok_or(v)
 }
 
 /// A typed id that may be absent (a filter); malformed is still a violation.
@@ -68,6 +100,53 @@ pub fn page_size(v: &mut Violations, field: &str, raw: i32, default: u32, max: u
             default
         }
         n => n as u32,
+    }
+}
+
+/// A timestamp that may be absent (a filter bound, an end); out of range is a violation.
+pub fn optional_instant(
+    v: &mut Violations,
+    field: &str,
+    ts: Option<&prost_types::Timestamp>,
+) -> Option<Instant> {
+    let t = time::from_proto(ts?);
+    if t.is_none() {
+        v.add(field, "is not a valid timestamp");
+    }
+    t
+}
+
+/// The opaque `page_token` of a keyset-paginated list: the position after the page's last item
+/// as the instant (microseconds) and the id the list is ordered by.
+pub fn encode_page_token(micros: i64, id: &impl Display) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{micros}|{id}"))
+}
+
+/// The position an [`encode_page_token`] token holds; `None` for anything else.
+pub fn decode_page_token<T: FromStr>(token: &str) -> Option<(i64, T)> {
+    let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (micros, id) = text.split_once('|')?;
+    Some((micros.parse().ok()?, id.parse().ok()?))
+}
+
+/// A list request's page token read by `decode`: `None` when empty (the first page), and a
+/// violation when it is not one this service issued.
+pub fn page_token<C>(
+    v: &mut Violations,
+    field: &str,
+    raw: &str,
+    decode: impl FnOnce(&str) -> Option<C>,
+) -> Option<C> {
+    match raw.trim() {
+        "" => None,
+        token => {
+            let cursor = decode(token);
+            if cursor.is_none() {
+                v.add(field, "is not a token this service issued");
+            }
+            cursor
+        }
     }
 }
 
@@ -201,26 +280,11 @@ pub fn segment_from_proto(p: &pb::Segment) -> Result<Segment, Violations> {
         text(&mut v, "service_reference", &p.service_reference, MAX_REFERENCE_CHARS, false);
     let origin = code(&mut v, "origin", &p.origin, 3..=5, transport);
     let destination = code(&mut v, "destination", &p.destination, 3..=5, transport);
-    let starts_at = match p.starts_at.as_ref() {
-        None => {
-            v.add("starts_at", "is required");
-            None
-        }
-        Some(ts) => {
-            let t = time::from_proto(ts);
-            if t.is_none() {
-                v.add("starts_at", "is not a valid timestamp");
-            }
-            t
-        }
-    };
-    let ends_at = p.ends_at.as_ref().and_then(|ts| {
-        let t = time::from_proto(ts);
-        if t.is_none() {
-            v.add("ends_at", "is not a valid timestamp");
-        }
-        t
-    });
+    if p.starts_at.is_none() {
+        v.add("starts_at", "is required");
+    }
+    let starts_at = optional_instant(&mut v, "starts_at", p.starts_at.as_ref());
+    let ends_at = optional_instant(&mut v, "ends_at", p.ends_at.as_ref());
     if let (Some(s), Some(e)) = (starts_at, ends_at)
         && e < s
     {

@@ -151,6 +151,23 @@ pub fn to_status<E: ServiceError>(err: &E) -> tonic::Status {
     }
 }
 
+/// `From<$error> for tonic::Status` through [`to_status`], so that handlers answer with `?`.
+#[macro_export]
+macro_rules! impl_into_status {
+    ($error:ty) => {
+        impl ::core::convert::From<$error> for $crate::__private::tonic::Status {
+            fn from(e: $error) -> Self {
+                $crate::to_status(&e)
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use tonic;
+}
+
 /// Reads the field violations back out of a status; used by clients and tests.
 pub fn field_violations_of(status: &tonic::Status) -> Vec<FieldViolation> {
     status

@@ -24,7 +24,15 @@ pub mod inproc;
 pub mod metrics;
 pub mod outbox;
 pub mod redis_streams;
+pub mod repository;
 mod trace;
+
+/// For [`sql_repositories!`], which expands in service crates.
+#[doc(hidden)]
+pub mod __private {
+    pub use detour_storage;
+    pub use sqlx;
+}
 
 pub use bus::{BusError, DeadLetter, Delivery, EventBus, Subscription, connect_bus, connect_bus_with};
 pub use consumer::{ConsumerSettings, EventHandler, HandlerError, spawn_consumer};

@@ -65,78 +65,67 @@ impl NewRow {
     }
 }
 
-/// Adds `envelope` to the outbox as part of the caller's transaction (pass `&mut *tx`), to be
-/// published to `stream` once that transaction commits; nothing is published if it rolls back.
-///
-/// The stored copy carries the W3C trace context of the current tracing span (the caller's
-/// `envelope` is not modified). Fails with [`StorageError::Corrupt`] when the envelope has no
-/// event id, and with a unique violation when the event id was already enqueued.
-/// Call [`RelayHandle::notify`] after committing so the event goes out at once.
-pub async fn enqueue_pg(
-    tx: &mut PgConnection,
-    stream: &str,
-    envelope: &Envelope,
-) -> Result<(), StorageError> {
-    let row = NewRow::new(envelope)?;
-    sqlx::query(INSERT_OUTBOX)
-        .bind(row.event_id)
-        .bind(stream)
-        .bind(row.payload)
-        .bind(row.created_at)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+/// The write side on one backend; the SQL is the same on both, only the connection type differs.
+macro_rules! write_side {
+    ($(#[$enqueue_doc:meta])* $enqueue:ident, $(#[$mark_doc:meta])* $mark_processed:ident, $conn:ty) => {
+        $(#[$enqueue_doc])*
+        pub async fn $enqueue(
+            tx: &mut $conn,
+            stream: &str,
+            envelope: &Envelope,
+        ) -> Result<(), StorageError> {
+            let row = NewRow::new(envelope)?;
+            sqlx::query(INSERT_OUTBOX)
+                .bind(row.event_id)
+                .bind(stream)
+                .bind(row.payload)
+                .bind(row.created_at)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        }
+
+        $(#[$mark_doc])*
+        pub async fn $mark_processed(
+            tx: &mut $conn,
+            consumer: &str,
+            event_id: &str,
+        ) -> Result<bool, StorageError> {
+            let done = sqlx::query(INSERT_PROCESSED)
+                .bind(consumer)
+                .bind(event_id)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        }
+    };
 }
 
-/// [`enqueue_pg`] for SQLite.
-pub async fn enqueue_sqlite(
-    tx: &mut SqliteConnection,
-    stream: &str,
-    envelope: &Envelope,
-) -> Result<(), StorageError> {
-    let row = NewRow::new(envelope)?;
-    sqlx::query(INSERT_OUTBOX)
-        .bind(row.event_id)
-        .bind(stream)
-        .bind(row.payload)
-        .bind(row.created_at)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
+write_side!(
+    /// Adds `envelope` to the outbox as part of the caller's transaction (pass `&mut *tx`), to be
+    /// published to `stream` once that transaction commits; nothing is published if it rolls back.
+    ///
+    /// The stored copy carries the W3C trace context of the current tracing span (the caller's
+    /// `envelope` is not modified). Fails with [`StorageError::Corrupt`] when the envelope has no
+    /// event id, and with a unique violation when the event id was already enqueued.
+    /// Call [`RelayHandle::notify`] after committing so the event goes out at once.
+    enqueue_pg,
+    /// Records that `consumer` applied `event_id`, in the caller's transaction. Returns false when
+    /// it already had: the caller then skips the event (and commits or rolls back, either is fine).
+    /// Call it first, so that a concurrent duplicate delivery blocks on the row lock (PostgreSQL) or
+    /// the write lock (SQLite) instead of applying the event twice.
+    mark_processed_pg,
+    PgConnection
+);
 
-/// Records that `consumer` applied `event_id`, in the caller's transaction. Returns false when
-/// it already had: the caller then skips the event (and commits or rolls back, either is fine).
-/// Call it first, so that a concurrent duplicate delivery blocks on the row lock (PostgreSQL) or
-/// the write lock (SQLite) instead of applying the event twice.
-pub async fn mark_processed_pg(
-    tx: &mut PgConnection,
-    consumer: &str,
-    event_id: &str,
-) -> Result<bool, StorageError> {
-    let done = sqlx::query(INSERT_PROCESSED)
-        .bind(consumer)
-        .bind(event_id)
-        .bind(now_micros())
-        .execute(&mut *tx)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// [`mark_processed_pg`] for SQLite.
-pub async fn mark_processed_sqlite(
-    tx: &mut SqliteConnection,
-    consumer: &str,
-    event_id: &str,
-) -> Result<bool, StorageError> {
-    let done = sqlx::query(INSERT_PROCESSED)
-        .bind(consumer)
-        .bind(event_id)
-        .bind(now_micros())
-        .execute(&mut *tx)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
+write_side!(
+    /// [`enqueue_pg`] for SQLite.
+    enqueue_sqlite,
+    /// [`mark_processed_pg`] for SQLite.
+    mark_processed_sqlite,
+    SqliteConnection
+);
 
 #[derive(Debug, Clone)]
 pub struct RelaySettings {

@@ -13,4 +13,4 @@ pub mod process;
 
 pub use config::{ConfigError, LogFormat, Settings};
 pub use host::{HostError, serve};
-pub use module::{BuildContext, BuildError, Dependency, ServiceModule, ServicePart};
+pub use module::{BuildContext, BuildError, Consumer, Dependency, ServiceModule, ServicePart, Wiring};

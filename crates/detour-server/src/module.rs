@@ -1,5 +1,6 @@
 //! How a service describes itself to the host.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -7,9 +8,14 @@ use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::codegen::{Service, http};
+use tonic::server::NamedService;
 
 use detour_events::bus::EventBus;
+use detour_events::consumer::{ConsumerSettings, EventHandler, spawn_consumer};
 use detour_events::metrics::EventMetrics;
+use detour_events::outbox::{Relay, RelayHandle, RelaySettings};
 use detour_storage::{Db, DbSettings, MigrationStep, StorageError};
 
 use crate::Settings;
@@ -103,6 +109,93 @@ impl BuildContext<'_> {
         steps: &[MigrationStep],
     ) -> Result<Db, BuildError> {
         open_database(self.settings, service, steps, self.settings.migrate_on_start).await
+    }
+}
+
+impl<'a> BuildContext<'a> {
+    /// The wiring every service shares, as a service's `build`: opens `module`'s database
+    /// (migrating it when configured) and starts its outbox relay; `wire` builds the repository,
+    /// the gRPC server and the event handlers on them; then each consumer is started. The
+    /// database is the part's health dependency and is closed once the relay and the consumers
+    /// have stopped.
+    pub fn build_service(
+        self,
+        module: &'a ServiceModule,
+        wire: impl FnOnce(&Db, RelayHandle) -> Wiring + Send + 'a,
+    ) -> BoxFuture<'a, Result<ServicePart, BuildError>> {
+        Box::pin(async move {
+            let db = self.open_database(module.name, module.migrations).await?;
+            let (relay, relay_task) = Relay::spawn(
+                db.clone(),
+                self.bus.clone(),
+                self.event_metrics.clone(),
+                RelaySettings::default(),
+                self.background.clone(),
+            );
+            let Wiring { routes, consumers } = wire(&db, relay);
+            let mut tasks = vec![relay_task];
+            tasks.extend(consumers.into_iter().map(|c| {
+                spawn_consumer(
+                    self.bus.clone(),
+                    ConsumerSettings::new(c.stream, c.group, &self.instance),
+                    c.handler,
+                    self.event_metrics.clone(),
+                    self.background.clone(),
+                )
+            }));
+            Ok(ServicePart {
+                name: module.name,
+                grpc_service: module.grpc_service,
+                routes,
+                dependencies: vec![Arc::new(DatabaseDependency { service: module.name, db: db.clone() })],
+                tasks,
+                databases: vec![db],
+            })
+        })
+    }
+}
+
+/// One stream a service consumes, as its consumer group, with the handler that applies its events.
+pub struct Consumer {
+    pub stream: &'static str,
+    pub group: &'static str,
+    pub handler: Arc<dyn EventHandler>,
+}
+
+/// What a service builds on its database and relay for [`BuildContext::build_service`].
+pub struct Wiring {
+    pub routes: AddRoutes,
+    pub consumers: Vec<Consumer>,
+}
+
+impl Wiring {
+    /// Serves `server` (a generated `…ServiceServer`), consuming nothing yet.
+    pub fn grpc<S>(server: S) -> Self
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        Self { routes: Box::new(move |routes| routes.add_service(server)), consumers: Vec::new() }
+    }
+
+    /// Consumes each of `streams` as `group`, all applied by `handler`.
+    pub fn consume(
+        mut self,
+        group: &'static str,
+        streams: &[&'static str],
+        handler: Arc<dyn EventHandler>,
+    ) -> Self {
+        self.consumers.extend(streams.iter().map(|&stream| Consumer {
+            stream,
+            group,
+            handler: handler.clone(),
+        }));
+        self
     }
 }
 

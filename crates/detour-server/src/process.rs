@@ -34,6 +34,19 @@ pub fn telemetry_settings(settings: &Settings, service_name: &str) -> TelemetryS
     }
 }
 
+/// The whole of a service's thin binary: settings from the defaults, the file named by
+/// `DETOUR_CONFIG_FILE` and the environment, then [`serve_until_signal`].
+pub async fn main(modules: &[ServiceModule], process_name: &str) -> ExitCode {
+    let file = std::env::var_os("DETOUR_CONFIG_FILE").map(std::path::PathBuf::from);
+    match Settings::load(file.as_deref()) {
+        Ok(settings) => serve_until_signal(settings, modules, process_name).await,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// The body of a service's thin binary and of `detour serve <service>`: binds the configured
 /// addresses and serves until SIGTERM or Ctrl-C.
 pub async fn serve_until_signal(

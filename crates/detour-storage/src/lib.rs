@@ -15,7 +15,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub mod decode;
+pub mod keyset;
 pub mod testing;
+
+/// For [`impl_from_sqlx!`], which expands in service crates.
+#[doc(hidden)]
+pub use sqlx;
 
 /// Which store backs a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +243,28 @@ impl StorageError {
     pub fn is_unique_violation(&self) -> bool {
         self.failure() == Some(DbFailure::UniqueViolation)
     }
+
+    /// What a caller is told: a database that cannot be reached is worth retrying, anything
+    /// else (corrupt rows, bugs, constraint violations nobody handled) is ours.
+    pub fn error_code(&self) -> detour_errors::ErrorCode {
+        match self.failure() {
+            Some(DbFailure::Unavailable) => detour_errors::ErrorCode::Unavailable,
+            _ => detour_errors::ErrorCode::Internal,
+        }
+    }
+}
+
+/// `From<sqlx::Error>` for a service error with a `Storage(StorageError)` variant, so that
+/// repository code can use `?` on driver results and every failure is classified on the way.
+#[macro_export]
+macro_rules! impl_from_sqlx {
+    ($error:ty) => {
+        impl ::core::convert::From<$crate::sqlx::Error> for $error {
+            fn from(e: $crate::sqlx::Error) -> Self {
+                Self::Storage($crate::StorageError::from(e))
+            }
+        }
+    };
 }
 
 impl From<sqlx::Error> for StorageError {

@@ -72,8 +72,8 @@ impl OfferProposer {
         r: &SupplierResponded,
     ) -> Result<Applied, HandlerError> {
         let case_id = events::case_id_of(env).ok_or_else(|| permanent("event names no valid case"))?;
-        let outcome =
-            outcome_from_proto(r.outcome).ok_or_else(|| permanent("supplier answer without outcome"))?;
+        let outcome = SupplierOutcome::from_proto(r.outcome)
+            .ok_or_else(|| permanent("supplier answer without outcome"))?;
         let context = self.repo.case_context(case_id).await.map_err(HandlerError::transient)?;
         let Some(context) = context else {
             return Err(HandlerError::transient(format!(
@@ -87,17 +87,6 @@ impl OfferProposer {
 
 fn permanent(why: impl Into<String>) -> HandlerError {
     HandlerError::permanent(why.into())
-}
-
-fn outcome_from_proto(raw: i32) -> Option<SupplierOutcome> {
-    use detour_proto::events::v1::SupplierOutcome as P;
-    match P::try_from(raw).ok()? {
-        P::AlternativeOffered => Some(SupplierOutcome::AlternativeOffered),
-        P::FaultAccepted => Some(SupplierOutcome::FaultAccepted),
-        P::Disputed => Some(SupplierOutcome::Disputed),
-        P::ExtraordinaryCircumstances => Some(SupplierOutcome::ExtraordinaryCircumstances),
-        P::Unspecified => None,
-    }
 }
 
 /// What a triage event tells compensation about its case.
@@ -206,10 +195,10 @@ mod tests {
     fn only_known_supplier_outcomes_are_accepted() {
         use detour_proto::events::v1::SupplierOutcome as P;
         assert_eq!(
-            outcome_from_proto(P::ExtraordinaryCircumstances as i32),
+            SupplierOutcome::from_proto(P::ExtraordinaryCircumstances as i32),
             Some(SupplierOutcome::ExtraordinaryCircumstances)
         );
-        assert_eq!(outcome_from_proto(P::Unspecified as i32), None);
-        assert_eq!(outcome_from_proto(77), None);
+        assert_eq!(SupplierOutcome::from_proto(P::Unspecified as i32), None);
+        assert_eq!(SupplierOutcome::from_proto(77), None);
     }
 }

@@ -1,6 +1,6 @@
 use detour_domain::OfferId;
 use detour_errors::{ErrorCode, ServiceError, Violations};
-use detour_storage::{DbFailure, StorageError};
+use detour_storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompensationError {
@@ -12,14 +12,6 @@ pub enum CompensationError {
     AlreadyAccepted(OfferId),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
-    #[error("stored offer is corrupt: {0}")]
-    Corrupt(String),
-}
-
-impl From<sqlx::Error> for CompensationError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Storage(e.into())
-    }
 }
 
 impl ServiceError for CompensationError {
@@ -28,8 +20,7 @@ impl ServiceError for CompensationError {
             Self::Invalid(_) => ErrorCode::InvalidArgument,
             Self::OfferNotFound(_) => ErrorCode::NotFound,
             Self::AlreadyAccepted(_) => ErrorCode::FailedPrecondition,
-            Self::Storage(e) if e.failure() == Some(DbFailure::Unavailable) => ErrorCode::Unavailable,
-            Self::Storage(_) | Self::Corrupt(_) => ErrorCode::Internal,
+            Self::Storage(e) => e.error_code(),
         }
     }
 
@@ -41,8 +32,5 @@ impl ServiceError for CompensationError {
     }
 }
 
-impl From<CompensationError> for tonic::Status {
-    fn from(e: CompensationError) -> Self {
-        detour_errors::to_status(&e)
-    }
-}
+detour_storage::impl_from_sqlx!(CompensationError);
+detour_errors::impl_into_status!(CompensationError);

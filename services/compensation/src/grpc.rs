@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use detour_domain::{CaseId, OfferId, events, time, wire};
-use detour_errors::Violations;
 use detour_proto::common::v1 as common;
 use detour_proto::compensation::v1 as pb;
 use detour_proto::compensation::v1::compensation_service_server::CompensationService;
@@ -26,19 +25,12 @@ impl CompensationApi {
     }
 }
 
-fn status_to_proto(s: OfferStatus) -> pb::OfferStatus {
-    match s {
-        OfferStatus::Proposed => pb::OfferStatus::Proposed,
-        OfferStatus::Accepted => pb::OfferStatus::Accepted,
-    }
-}
-
 pub fn offer_to_proto(o: &Offer) -> pb::Offer {
     pb::Offer {
         offer_id: Some(common::OfferId { value: o.id.to_string() }),
         case_id: Some(common::CaseId { value: o.case_id.to_string() }),
         amount: Some(wire::money_to_proto(&o.amount)),
-        status: status_to_proto(o.status) as i32,
+        status: o.status.to_proto(),
         policy_rule: o.policy_rule.clone(),
         rationale: o.rationale.clone(),
         proposed_at: Some(time::to_proto(o.proposed_at)),
@@ -60,15 +52,11 @@ pub fn offer_accepted(offer: &Offer, at: time::Instant) -> ev::Envelope {
 }
 
 fn offer_id(raw: Option<&common::OfferId>) -> Result<OfferId, CompensationError> {
-    let mut v = Violations::new();
-    let id = wire::required_id(&mut v, "offer_id.value", raw.map(|o| o.value.as_str()));
-    id.ok_or(CompensationError::Invalid(v))
+    wire::id_from_message("offer_id.value", raw).map_err(CompensationError::Invalid)
 }
 
 fn case_id(raw: Option<&common::CaseId>) -> Result<CaseId, CompensationError> {
-    let mut v = Violations::new();
-    let id = wire::required_id(&mut v, "case_id.value", raw.map(|c| c.value.as_str()));
-    id.ok_or(CompensationError::Invalid(v))
+    wire::id_from_message("case_id.value", raw).map_err(CompensationError::Invalid)
 }
 
 #[tonic::async_trait]

@@ -11,12 +11,8 @@ pub mod repo;
 use std::sync::Arc;
 
 use detour_domain::events::streams;
-use detour_events::consumer::{ConsumerSettings, spawn_consumer};
-use detour_events::outbox::{Relay, RelaySettings};
 use detour_proto::compensation::v1::compensation_service_server::CompensationServiceServer;
-use detour_server::module::{
-    AddRoutes, BuildContext, BuildError, DatabaseDependency, ServiceModule, ServicePart,
-};
+use detour_server::module::{BuildContext, BuildError, ServiceModule, ServicePart, Wiring};
 use detour_storage::MigrationStep;
 use futures::future::BoxFuture;
 
@@ -44,36 +40,13 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
     Box::pin(async move {
         let policy = policy::Policy::company()
             .map_err(|e| BuildError::Other { service: NAME, message: format!("compensation policy: {e}") })?;
-        let db = ctx.open_database(NAME, MIGRATIONS).await?;
-        let (relay, relay_task) = Relay::spawn(
-            db.clone(),
-            ctx.bus.clone(),
-            ctx.event_metrics.clone(),
-            RelaySettings::default(),
-            ctx.background.clone(),
-        );
-        let repo = repo::for_db(&db, Some(relay));
-        let mut tasks = vec![relay_task];
-        let proposer = Arc::new(consumer::OfferProposer::new(repo.clone(), policy));
-        for stream in WATCHED {
-            tasks.push(spawn_consumer(
-                ctx.bus.clone(),
-                ConsumerSettings::new(*stream, consumer::GROUP, &ctx.instance),
-                proposer.clone(),
-                ctx.event_metrics.clone(),
-                ctx.background.clone(),
-            ));
-        }
-        let server = CompensationServiceServer::new(grpc::CompensationApi::new(repo));
-        let routes: AddRoutes = Box::new(move |routes| routes.add_service(server));
-        Ok(ServicePart {
-            name: NAME,
-            grpc_service: detour_proto::service_names::COMPENSATION,
-            routes,
-            dependencies: vec![Arc::new(DatabaseDependency { service: NAME, db: db.clone() })],
-            tasks,
-            databases: vec![db],
+        ctx.build_service(&MODULE, move |db, relay| {
+            let repo = repo::for_db(db, Some(relay));
+            let proposer = Arc::new(consumer::OfferProposer::new(repo.clone(), policy));
+            let server = CompensationServiceServer::new(grpc::CompensationApi::new(repo));
+            Wiring::grpc(server).consume(consumer::GROUP, WATCHED, proposer)
         })
+        .await
     })
 }
 

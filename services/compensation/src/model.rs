@@ -1,63 +1,16 @@
 //! Compensation's domain: what it knows of a case, and the offers it makes.
 
-use std::fmt;
-use std::str::FromStr;
-
-use chrono::SubsecRound;
-use detour_domain::taxonomy::UnknownName;
 use detour_domain::{CaseCategory, CaseId, Instant, Money, OfferId, Severity};
 
-/// The current instant at the precision the store keeps (microseconds), so that an event and
-/// the row written with it state the same time.
-pub fn now() -> Instant {
-    detour_domain::time::now().trunc_subsecs(6)
-}
+pub use detour_domain::SupplierOutcome;
+pub use detour_domain::time::now;
 
-/// An offer is proposed until the traveler accepts it, and accepted once only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OfferStatus {
-    Proposed,
-    Accepted,
-}
-
-impl OfferStatus {
-    pub const ALL: &'static [OfferStatus] = &[OfferStatus::Proposed, OfferStatus::Accepted];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Proposed => "proposed",
-            Self::Accepted => "accepted",
-        }
-    }
-}
-
-impl fmt::Display for OfferStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OfferStatus {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "proposed" => Ok(Self::Proposed),
-            "accepted" => Ok(Self::Accepted),
-            _ => Err(UnknownName { kind: "offer status", value: s.chars().take(64).collect() }),
-        }
-    }
-}
-
-/// What the supplier said about the case, as far as the policy cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SupplierOutcome {
-    AlternativeOffered,
-    FaultAccepted,
-    Disputed,
-    /// Weather, strike, air traffic control: beyond the supplier's control.
-    ExtraordinaryCircumstances,
-}
+detour_domain::stored_names!(
+    /// An offer is proposed until the traveler accepts it, and accepted once only.
+    OfferStatus, "offer status", proto = detour_proto::compensation::v1::OfferStatus, {
+    Proposed => "proposed",
+    Accepted => "accepted",
+});
 
 /// What triage told compensation about a case.
 #[derive(Debug, Clone, PartialEq, Eq)]

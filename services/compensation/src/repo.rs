@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use detour_domain::{CaseId, Instant, Money, OfferId, time};
 use detour_proto::events::v1::Envelope;
+use detour_storage::decode::{corrupt, instant, optional_instant, parse};
 
 use crate::error::CompensationError;
 use crate::model::{Applied, CaseContext, NewOffer, Offer, OfferStatus};
@@ -52,49 +53,17 @@ pub trait CompensationRepository: Send + Sync + 'static {
     ) -> Result<Offer, CompensationError>;
 }
 
-fn corrupt(what: impl std::fmt::Display) -> CompensationError {
-    CompensationError::Corrupt(what.to_string())
-}
-
-fn instant(micros: i64) -> Result<Instant, CompensationError> {
-    time::from_micros(micros).ok_or_else(|| corrupt(format!("instant {micros} out of range")))
-}
-
-fn parse<T: std::str::FromStr>(s: &str) -> Result<T, CompensationError>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e: T::Err| corrupt(e))
-}
-
-/// Generates a repository for one backend. The body is written once, so the two
-/// implementations cannot drift apart.
+/// The repository on one backend, for [`detour_events::sql_repositories!`]. The body is written
+/// once, so the two implementations cannot drift apart.
 macro_rules! sql_repository {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $enqueue:path, $mark_processed:path, $begin:literal) => {
-        #[derive(Debug, Clone)]
-        pub struct $name {
-            pool: $pool,
-            relay: Option<detour_events::outbox::RelayHandle>,
-        }
-
         impl $name {
-            pub fn new(pool: $pool, relay: Option<detour_events::outbox::RelayHandle>) -> Self {
-                Self { pool, relay }
-            }
-
-            /// Wakes the outbox relay after a commit that wrote events.
-            fn committed(&self) {
-                if let Some(relay) = &self.relay {
-                    relay.notify();
-                }
-            }
-
             fn offer_from_row(row: &$row) -> Result<Offer, CompensationError> {
                 use sqlx::Row;
                 let status: OfferStatus = parse(&row.try_get::<String, _>("status")?)?;
-                let accepted_at = row.try_get::<Option<i64>, _>("accepted_at")?.map(instant).transpose()?;
+                let accepted_at = optional_instant(row.try_get("accepted_at")?)?;
                 if (status == OfferStatus::Accepted) != accepted_at.is_some() {
-                    return Err(corrupt("offer status and acceptance time disagree"));
+                    return Err(corrupt("offer status and acceptance time disagree").into());
                 }
                 Ok(Offer {
                     id: parse(&row.try_get::<String, _>("offer_id")?)?,
@@ -209,7 +178,7 @@ macro_rules! sql_repository {
                 let price = match (row.try_get::<Option<i64>, _>("price_minor")?, row.try_get::<Option<String>, _>("price_currency")?) {
                     (Some(minor), Some(currency)) => Some(Money::new(minor, parse(&currency)?)),
                     (None, None) => None,
-                    _ => return Err(corrupt("price without currency or currency without price")),
+                    _ => return Err(corrupt("price without currency or currency without price").into()),
                 };
                 Ok(Some(CaseContext {
                     case_id,
@@ -281,39 +250,8 @@ macro_rules! sql_repository {
     };
 }
 
-sql_repository!(
-    PgCompensationRepository,
-    sqlx::Postgres,
-    sqlx::PgPool,
-    sqlx::postgres::PgRow,
-    detour_events::outbox::enqueue_pg,
-    detour_events::outbox::mark_processed_pg,
-    "BEGIN"
-);
-
-sql_repository!(
-    SqliteCompensationRepository,
-    sqlx::Sqlite,
-    sqlx::SqlitePool,
-    sqlx::sqlite::SqliteRow,
-    detour_events::outbox::enqueue_sqlite,
-    detour_events::outbox::mark_processed_sqlite,
-    // Take the write lock up front: a deferred transaction that reads and then writes can fail
-    // with SQLITE_BUSY instead of waiting when another writer got there first.
-    "BEGIN IMMEDIATE"
-);
-
-/// The repository for a database handle.
-pub fn for_db(
-    db: &detour_storage::Db,
-    relay: Option<detour_events::outbox::RelayHandle>,
-) -> std::sync::Arc<dyn CompensationRepository> {
-    match db {
-        detour_storage::Db::Postgres(pool) => {
-            std::sync::Arc::new(PgCompensationRepository::new(pool.clone(), relay))
-        }
-        detour_storage::Db::Sqlite(pool) => {
-            std::sync::Arc::new(SqliteCompensationRepository::new(pool.clone(), relay))
-        }
-    }
-}
+detour_events::sql_repositories!(CompensationRepository {
+    postgres: PgCompensationRepository,
+    sqlite: SqliteCompensationRepository,
+    body: sql_repository,
+});

@@ -1,6 +1,6 @@
 use detour_domain::SurveyId;
 use detour_errors::{ErrorCode, ServiceError, Violations};
-use detour_storage::{DbFailure, StorageError};
+use detour_storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedbackError {
@@ -12,14 +12,6 @@ pub enum FeedbackError {
     AlreadyAnswered(SurveyId),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
-    #[error("stored survey is corrupt: {0}")]
-    Corrupt(String),
-}
-
-impl From<sqlx::Error> for FeedbackError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Storage(e.into())
-    }
 }
 
 impl ServiceError for FeedbackError {
@@ -28,8 +20,7 @@ impl ServiceError for FeedbackError {
             Self::Invalid(_) => ErrorCode::InvalidArgument,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::AlreadyAnswered(_) => ErrorCode::FailedPrecondition,
-            Self::Storage(e) if e.failure() == Some(DbFailure::Unavailable) => ErrorCode::Unavailable,
-            Self::Storage(_) | Self::Corrupt(_) => ErrorCode::Internal,
+            Self::Storage(e) => e.error_code(),
         }
     }
 
@@ -41,8 +32,5 @@ impl ServiceError for FeedbackError {
     }
 }
 
-impl From<FeedbackError> for tonic::Status {
-    fn from(e: FeedbackError) -> Self {
-        detour_errors::to_status(&e)
-    }
-}
+detour_storage::impl_from_sqlx!(FeedbackError);
+detour_errors::impl_into_status!(FeedbackError);

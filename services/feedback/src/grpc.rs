@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::NAME;
 use crate::error::FeedbackError;
-use crate::model::{self, Answer, MAX_COMMENT_CHARS, Score, Survey, SurveyStatus};
+use crate::model::{self, Answer, MAX_COMMENT_CHARS, Score, Survey};
 use crate::repo::FeedbackRepository;
 
 pub struct FeedbackApi {
@@ -26,18 +26,11 @@ impl FeedbackApi {
     }
 }
 
-fn status_to_proto(s: SurveyStatus) -> i32 {
-    match s {
-        SurveyStatus::Sent => pb::SurveyStatus::Sent as i32,
-        SurveyStatus::Answered => pb::SurveyStatus::Answered as i32,
-    }
-}
-
 pub fn survey_to_proto(s: &Survey) -> pb::Survey {
     pb::Survey {
         survey_id: Some(common::SurveyId { value: s.id.to_string() }),
         case_id: Some(common::CaseId { value: s.case_id.to_string() }),
-        status: status_to_proto(s.status()),
+        status: s.status().to_proto(),
         sent_at: Some(time::to_proto(s.sent_at)),
         score: s.answer.as_ref().map_or(0, |a| a.score.get()),
         comment: s.answer.as_ref().and_then(|a| a.comment.clone()).unwrap_or_default(),
@@ -60,9 +53,7 @@ pub fn survey_answered(survey: &Survey, answer: &Answer) -> Envelope {
 }
 
 fn survey_id(raw: Option<&common::SurveyId>) -> Result<SurveyId, FeedbackError> {
-    let mut v = Violations::new();
-    wire::required_id(&mut v, "survey_id.value", raw.map(|s| s.value.as_str()))
-        .ok_or(FeedbackError::Invalid(v))
+    wire::id_from_message("survey_id.value", raw).map_err(FeedbackError::Invalid)
 }
 
 fn answer_request(req: &pb::SubmitSurveyResponseRequest) -> Result<(SurveyId, Answer), FeedbackError> {
@@ -98,10 +89,8 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<pb::ListSurveysRequest>,
     ) -> Result<Response<pb::ListSurveysResponse>, Status> {
-        let mut v = Violations::new();
-        let raw = request.get_ref().case_id.as_ref().map(|c| c.value.as_str());
-        let case_id: CaseId =
-            wire::required_id(&mut v, "case_id.value", raw).ok_or(FeedbackError::Invalid(v))?;
+        let case_id: CaseId = wire::id_from_message("case_id.value", request.get_ref().case_id.as_ref())
+            .map_err(FeedbackError::Invalid)?;
         let surveys = self.repo.list_surveys(case_id).await?;
         Ok(Response::new(pb::ListSurveysResponse { surveys: surveys.iter().map(survey_to_proto).collect() }))
     }

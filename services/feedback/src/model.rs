@@ -1,56 +1,17 @@
 //! Feedback's domain: one satisfaction survey per resolved case, and the traveler's answer.
 
-use std::fmt;
-use std::str::FromStr;
+use detour_domain::{CaseId, Instant, SurveyId};
 
-use detour_domain::{CaseId, Instant, SurveyId, time};
-
-/// The current instant at the precision the database keeps (microseconds), so that an event
-/// and the stored record it describes carry the same instant.
-pub fn now() -> Instant {
-    let t = time::now();
-    time::from_micros(time::to_micros(t)).unwrap_or(t)
-}
+pub use detour_domain::time::now;
 
 /// Longest comment a traveler may leave with a score.
 pub const MAX_COMMENT_CHARS: usize = 2_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SurveyStatus {
-    Sent,
-    Answered,
-}
-
-impl SurveyStatus {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            SurveyStatus::Sent => "sent",
-            SurveyStatus::Answered => "answered",
-        }
-    }
-}
-
-impl fmt::Display for SurveyStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a known survey status")]
-pub struct UnknownStatus(pub String);
-
-impl FromStr for SurveyStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "sent" => Ok(SurveyStatus::Sent),
-            "answered" => Ok(SurveyStatus::Answered),
-            _ => Err(UnknownStatus(s.chars().take(64).collect())),
-        }
-    }
-}
+detour_domain::stored_names!(
+    SurveyStatus, "survey status", proto = detour_proto::feedback::v1::SurveyStatus, {
+    Sent => "sent",
+    Answered => "answered",
+});
 
 /// Satisfaction from 1 (very unhappy) to 5 (very satisfied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -3,8 +3,9 @@
 //! suite run against both (`tests/it/repository.rs`).
 
 use async_trait::async_trait;
-use detour_domain::{CaseId, Instant, SurveyId, time};
+use detour_domain::{CaseId, SurveyId, time};
 use detour_proto::events::v1::Envelope;
+use detour_storage::decode::{corrupt, instant, parse};
 
 use crate::error::FeedbackError;
 use crate::model::{Answer, Applied, Score, Survey, SurveyStatus};
@@ -38,21 +39,6 @@ pub trait FeedbackRepository: Send + Sync + 'static {
     ) -> Result<Survey, FeedbackError>;
 }
 
-fn corrupt(what: impl std::fmt::Display) -> FeedbackError {
-    FeedbackError::Corrupt(what.to_string())
-}
-
-fn instant(micros: i64) -> Result<Instant, FeedbackError> {
-    time::from_micros(micros).ok_or_else(|| corrupt(format!("instant {micros} out of range")))
-}
-
-fn parse<T: std::str::FromStr>(s: &str) -> Result<T, FeedbackError>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e: T::Err| corrupt(e))
-}
-
 /// The answer columns of a row, which are all set exactly when the survey is answered.
 fn answer_of(
     status: SurveyStatus,
@@ -67,32 +53,15 @@ fn answer_of(
             comment,
             answered_at: instant(at)?,
         })),
-        _ => Err(corrupt(format!("{status} survey with inconsistent answer columns"))),
+        _ => Err(corrupt(format!("{status} survey with inconsistent answer columns")).into()),
     }
 }
 
-/// Generates a repository for one backend. The body is written once, so the two
-/// implementations cannot drift apart.
+/// The repository on one backend, for [`detour_events::sql_repositories!`]. The body is written
+/// once, so the two implementations cannot drift apart.
 macro_rules! sql_repository {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $enqueue:path, $mark_processed:path, $begin:literal) => {
-        #[derive(Debug, Clone)]
-        pub struct $name {
-            pool: $pool,
-            relay: Option<detour_events::outbox::RelayHandle>,
-        }
-
         impl $name {
-            pub fn new(pool: $pool, relay: Option<detour_events::outbox::RelayHandle>) -> Self {
-                Self { pool, relay }
-            }
-
-            /// Wakes the outbox relay after a commit that wrote events.
-            fn committed(&self) {
-                if let Some(relay) = &self.relay {
-                    relay.notify();
-                }
-            }
-
             fn survey_from_row(row: &$row) -> Result<Survey, FeedbackError> {
                 use sqlx::Row;
                 let status: SurveyStatus = parse(&row.try_get::<String, _>("status")?)?;
@@ -206,39 +175,8 @@ macro_rules! sql_repository {
     };
 }
 
-sql_repository!(
-    PgFeedbackRepository,
-    sqlx::Postgres,
-    sqlx::PgPool,
-    sqlx::postgres::PgRow,
-    detour_events::outbox::enqueue_pg,
-    detour_events::outbox::mark_processed_pg,
-    "BEGIN"
-);
-
-sql_repository!(
-    SqliteFeedbackRepository,
-    sqlx::Sqlite,
-    sqlx::SqlitePool,
-    sqlx::sqlite::SqliteRow,
-    detour_events::outbox::enqueue_sqlite,
-    detour_events::outbox::mark_processed_sqlite,
-    // Take the write lock up front: a deferred transaction that reads and then writes can fail
-    // with SQLITE_BUSY instead of waiting when another writer got there first.
-    "BEGIN IMMEDIATE"
-);
-
-/// The repository for a database handle.
-pub fn for_db(
-    db: &detour_storage::Db,
-    relay: Option<detour_events::outbox::RelayHandle>,
-) -> std::sync::Arc<dyn FeedbackRepository> {
-    match db {
-        detour_storage::Db::Postgres(pool) => {
-            std::sync::Arc::new(PgFeedbackRepository::new(pool.clone(), relay))
-        }
-        detour_storage::Db::Sqlite(pool) => {
-            std::sync::Arc::new(SqliteFeedbackRepository::new(pool.clone(), relay))
-        }
-    }
-}
+detour_events::sql_repositories!(FeedbackRepository {
+    postgres: PgFeedbackRepository,
+    sqlite: SqliteFeedbackRepository,
+    body: sql_repository,
+});

@@ -1,6 +1,6 @@
 use detour_domain::CaseId;
 use detour_errors::{ErrorCode, ServiceError, Violations};
-use detour_storage::{DbFailure, StorageError};
+use detour_storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -14,14 +14,6 @@ pub enum IntakeError {
     IdempotencyKeyReused(Violations),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
-    #[error("stored case is corrupt: {0}")]
-    Corrupt(String),
-}
-
-impl From<sqlx::Error> for IntakeError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Storage(e.into())
-    }
 }
 
 impl ServiceError for IntakeError {
@@ -30,8 +22,7 @@ impl ServiceError for IntakeError {
             Self::Invalid(_) | Self::IdempotencyKeyReused(_) => ErrorCode::InvalidArgument,
             Self::CaseNotFound(_) => ErrorCode::NotFound,
             Self::AlreadyResolved(_) => ErrorCode::FailedPrecondition,
-            Self::Storage(e) if e.failure() == Some(DbFailure::Unavailable) => ErrorCode::Unavailable,
-            Self::Storage(_) | Self::Corrupt(_) => ErrorCode::Internal,
+            Self::Storage(e) => e.error_code(),
         }
     }
 
@@ -43,8 +34,5 @@ impl ServiceError for IntakeError {
     }
 }
 
-impl From<IntakeError> for tonic::Status {
-    fn from(e: IntakeError) -> Self {
-        detour_errors::to_status(&e)
-    }
-}
+detour_storage::impl_from_sqlx!(IntakeError);
+detour_errors::impl_into_status!(IntakeError);

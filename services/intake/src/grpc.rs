@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use detour_domain::wire::{self, MAX_TEXT_CHARS};
 use detour_domain::{CaseCategory, CaseId, CaseStatus, Channel, events, sla, time};
 use detour_errors::Violations;
@@ -145,27 +144,11 @@ pub fn case_to_proto(c: &Case) -> pb::Case {
 }
 
 fn encode_cursor(c: &Cursor) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{}", c.opened_at_micros, c.case_id))
+    wire::encode_page_token(c.opened_at_micros, &c.case_id)
 }
 
 fn decode_cursor(token: &str) -> Option<Cursor> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (at, id) = text.split_once('|')?;
-    Some(Cursor { opened_at_micros: at.parse().ok()?, case_id: id.parse().ok()? })
-}
-
-fn optional_instant(
-    v: &mut Violations,
-    field: &str,
-    ts: Option<&prost_types::Timestamp>,
-) -> Option<time::Instant> {
-    let ts = ts?;
-    let t = time::from_proto(ts);
-    if t.is_none() {
-        v.add(field, "is not a valid timestamp");
-    }
-    t
+    wire::decode_page_token(token).map(|(opened_at_micros, case_id)| Cursor { opened_at_micros, case_id })
 }
 
 fn list_request(req: &pb::ListCasesRequest) -> Result<(CaseFilter, Option<Cursor>, u32), IntakeError> {
@@ -182,27 +165,16 @@ fn list_request(req: &pb::ListCasesRequest) -> Result<(CaseFilter, Option<Cursor
     if req.channel != 0 && channel.is_none() {
         v.add("channel", "is not a known channel");
     }
-    let opened_after = optional_instant(&mut v, "opened_after", req.opened_after.as_ref());
-    let opened_before = optional_instant(&mut v, "opened_before", req.opened_before.as_ref());
+    let opened_after = wire::optional_instant(&mut v, "opened_after", req.opened_after.as_ref());
+    let opened_before = wire::optional_instant(&mut v, "opened_before", req.opened_before.as_ref());
     let limit = wire::page_size(&mut v, "page_size", req.page_size, DEFAULT_PAGE, MAX_PAGE);
-    let cursor = match req.page_token.trim() {
-        "" => None,
-        t => {
-            let c = decode_cursor(t);
-            if c.is_none() {
-                v.add("page_token", "is not a token this service issued");
-            }
-            c
-        }
-    };
+    let cursor = wire::page_token(&mut v, "page_token", &req.page_token, decode_cursor);
     let filter = CaseFilter { status, category, channel, opened_after, opened_before };
     v.finish((filter, cursor, limit)).map_err(IntakeError::Invalid)
 }
 
 fn case_id(raw: Option<&common::CaseId>) -> Result<CaseId, IntakeError> {
-    let mut v = Violations::new();
-    let id = wire::required_id(&mut v, "case_id.value", raw.map(|c| c.value.as_str()));
-    id.ok_or(IntakeError::Invalid(v))
+    wire::id_from_message("case_id.value", raw).map_err(IntakeError::Invalid)
 }
 
 #[tonic::async_trait]
@@ -272,6 +244,8 @@ impl IntakeService for IntakeApi {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     #[test]

@@ -10,12 +10,8 @@ pub mod repo;
 use std::sync::Arc;
 
 use detour_domain::events::streams;
-use detour_events::consumer::{ConsumerSettings, spawn_consumer};
-use detour_events::outbox::{Relay, RelaySettings};
 use detour_proto::intake::v1::intake_service_server::IntakeServiceServer;
-use detour_server::module::{
-    AddRoutes, BuildContext, BuildError, DatabaseDependency, ServiceModule, ServicePart,
-};
+use detour_server::module::{BuildContext, BuildError, ServiceModule, ServicePart, Wiring};
 use detour_storage::MigrationStep;
 use futures::future::BoxFuture;
 
@@ -39,37 +35,11 @@ pub const MODULE: ServiceModule = ServiceModule {
 };
 
 fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>> {
-    Box::pin(async move {
-        let db = ctx.open_database(NAME, MIGRATIONS).await?;
-        let (relay, relay_task) = Relay::spawn(
-            db.clone(),
-            ctx.bus.clone(),
-            ctx.event_metrics.clone(),
-            RelaySettings::default(),
-            ctx.background.clone(),
-        );
-        let repo = repo::for_db(&db, Some(relay));
-        let mut tasks = vec![relay_task];
+    ctx.build_service(&MODULE, |db, relay| {
+        let repo = repo::for_db(db, Some(relay));
         let updater = Arc::new(consumer::CaseViewUpdater::new(repo.clone()));
-        for stream in WATCHED {
-            tasks.push(spawn_consumer(
-                ctx.bus.clone(),
-                ConsumerSettings::new(*stream, consumer::GROUP, &ctx.instance),
-                updater.clone(),
-                ctx.event_metrics.clone(),
-                ctx.background.clone(),
-            ));
-        }
         let server = IntakeServiceServer::new(grpc::IntakeApi::new(repo));
-        let routes: AddRoutes = Box::new(move |routes| routes.add_service(server));
-        Ok(ServicePart {
-            name: NAME,
-            grpc_service: detour_proto::service_names::INTAKE,
-            routes,
-            dependencies: vec![Arc::new(DatabaseDependency { service: NAME, db: db.clone() })],
-            tasks,
-            databases: vec![db],
-        })
+        Wiring::grpc(server).consume(consumer::GROUP, WATCHED, updater)
     })
 }
 

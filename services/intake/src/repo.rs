@@ -6,6 +6,8 @@ use async_trait::async_trait;
 use detour_domain::{CaseId, CaseStatus, time};
 use detour_proto::events::v1::Envelope;
 use detour_proto::events::v1::envelope::Event;
+use detour_storage::decode::{self, instant, optional_instant, parse};
+use detour_storage::keyset::{self, Keyset};
 
 use crate::error::IntakeError;
 use crate::model::{
@@ -49,54 +51,18 @@ pub trait IntakeRepository: Send + Sync + 'static {
     ) -> Result<Applied, IntakeError>;
 }
 
+/// Cases are listed newest first.
+const PAGE: Keyset = Keyset::descending("opened_at", "case_id");
+
 pub(crate) fn case_number(n: i64) -> String {
     format!("DT-{n:07}")
 }
 
-fn corrupt(what: impl std::fmt::Display) -> IntakeError {
-    IntakeError::Corrupt(what.to_string())
-}
-
-fn instant(micros: i64) -> Result<detour_domain::Instant, IntakeError> {
-    time::from_micros(micros).ok_or_else(|| corrupt(format!("instant {micros} out of range")))
-}
-
-fn parse<T: std::str::FromStr>(s: &str) -> Result<T, IntakeError>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e: T::Err| corrupt(e))
-}
-
-fn parse_opt<T: std::str::FromStr>(s: Option<String>) -> Result<Option<T>, IntakeError>
-where
-    T::Err: std::fmt::Display,
-{
-    s.as_deref().map(parse).transpose()
-}
-
-/// Generates a repository for one backend. The body is written once, so the two
-/// implementations cannot drift apart.
+/// The repository on one backend, for [`detour_events::sql_repositories!`]. The body is written
+/// once, so the two implementations cannot drift apart.
 macro_rules! sql_repository {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $enqueue:path, $mark_processed:path, $begin:literal) => {
-        #[derive(Debug, Clone)]
-        pub struct $name {
-            pool: $pool,
-            relay: Option<detour_events::outbox::RelayHandle>,
-        }
-
         impl $name {
-            pub fn new(pool: $pool, relay: Option<detour_events::outbox::RelayHandle>) -> Self {
-                Self { pool, relay }
-            }
-
-            /// Wakes the outbox relay after a commit that wrote events.
-            fn committed(&self) {
-                if let Some(relay) = &self.relay {
-                    relay.notify();
-                }
-            }
-
             fn case_from_row(row: &$row) -> Result<Case, IntakeError> {
                 use sqlx::Row;
                 let traveler: String = row.try_get("traveler")?;
@@ -106,18 +72,18 @@ macro_rules! sql_repository {
                     id: parse(&row.try_get::<String, _>("case_id")?)?,
                     number: row.try_get("case_number")?,
                     status: parse(&row.try_get::<String, _>("status")?)?,
-                    traveler: serde_json::from_str(&traveler).map_err(corrupt)?,
-                    segment: serde_json::from_str(&segment).map_err(corrupt)?,
+                    traveler: decode::json(&traveler)?,
+                    segment: decode::json(&segment)?,
                     channel: parse(&row.try_get::<String, _>("channel")?)?,
                     description: row.try_get("description")?,
-                    requested_outcomes: serde_json::from_str(&requested).map_err(corrupt)?,
-                    category: parse_opt(row.try_get("category")?)?,
-                    severity: parse_opt(row.try_get("severity")?)?,
+                    requested_outcomes: decode::json(&requested)?,
+                    category: decode::optional(row.try_get("category")?)?,
+                    severity: decode::optional(row.try_get("severity")?)?,
                     queue: row.try_get("queue")?,
                     opened_at: instant(row.try_get("opened_at")?)?,
                     first_response_due: instant(row.try_get("first_response_due")?)?,
-                    resolution_due: row.try_get::<Option<i64>, _>("resolution_due")?.map(instant).transpose()?,
-                    resolved_at: row.try_get::<Option<i64>, _>("resolved_at")?.map(instant).transpose()?,
+                    resolution_due: optional_instant(row.try_get("resolution_due")?)?,
+                    resolved_at: optional_instant(row.try_get("resolved_at")?)?,
                     resolution: row.try_get("resolution")?,
                     timeline: Vec::new(),
                 })
@@ -240,11 +206,11 @@ macro_rules! sql_repository {
                 .bind(new.id.to_string())
                 .bind(case_number(number))
                 .bind(CaseStatus::Open.as_str())
-                .bind(serde_json::to_string(&new.traveler).map_err(corrupt)?)
-                .bind(serde_json::to_string(&new.segment).map_err(corrupt)?)
+                .bind(decode::to_json(&new.traveler)?)
+                .bind(decode::to_json(&new.segment)?)
                 .bind(new.channel.as_str())
                 .bind(&new.description)
-                .bind(serde_json::to_string(&new.requested_outcomes).map_err(corrupt)?)
+                .bind(decode::to_json(&new.requested_outcomes)?)
                 .bind(time::to_micros(new.received_at))
                 .bind(time::to_micros(new.first_response_due))
                 .bind(new.idempotency_key.as_deref())
@@ -307,25 +273,14 @@ macro_rules! sql_repository {
                 if let Some(t) = filter.opened_before {
                     q.push(" AND opened_at < ").push_bind(time::to_micros(t));
                 }
-                if let Some(c) = after {
-                    q.push(" AND (opened_at < ")
-                        .push_bind(c.opened_at_micros)
-                        .push(" OR (opened_at = ")
-                        .push_bind(c.opened_at_micros)
-                        .push(" AND case_id < ")
-                        .push_bind(c.case_id.to_string())
-                        .push("))");
-                }
-                q.push(" ORDER BY opened_at DESC, case_id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+                let after = after.map(|c| (c.opened_at_micros, c.case_id.to_string()));
+                PAGE.push_page(&mut q, after, limit);
                 let rows = q.build().fetch_all(&self.pool).await?;
-                let mut cases = rows.iter().map(Self::case_from_row).collect::<Result<Vec<_>, _>>()?;
-                let next = if cases.len() > limit as usize {
-                    cases.truncate(limit as usize);
-                    cases.last().map(|c| Cursor { opened_at_micros: time::to_micros(c.opened_at), case_id: c.id })
-                } else {
-                    None
-                };
-                Ok((cases, next))
+                let cases = rows.iter().map(Self::case_from_row).collect::<Result<Vec<_>, _>>()?;
+                Ok(keyset::page(cases, limit, |c| Cursor {
+                    opened_at_micros: time::to_micros(c.opened_at),
+                    case_id: c.id,
+                }))
             }
 
             async fn resolve_case(&self, id: CaseId, resolution: Resolution, resolved: Envelope) -> Result<Case, IntakeError> {
@@ -397,39 +352,8 @@ macro_rules! sql_repository {
     };
 }
 
-sql_repository!(
-    PgIntakeRepository,
-    sqlx::Postgres,
-    sqlx::PgPool,
-    sqlx::postgres::PgRow,
-    detour_events::outbox::enqueue_pg,
-    detour_events::outbox::mark_processed_pg,
-    "BEGIN"
-);
-
-sql_repository!(
-    SqliteIntakeRepository,
-    sqlx::Sqlite,
-    sqlx::SqlitePool,
-    sqlx::sqlite::SqliteRow,
-    detour_events::outbox::enqueue_sqlite,
-    detour_events::outbox::mark_processed_sqlite,
-    // Take the write lock up front: a deferred transaction that reads and then writes can fail
-    // with SQLITE_BUSY instead of waiting when another writer got there first.
-    "BEGIN IMMEDIATE"
-);
-
-/// The repository for a database handle.
-pub fn for_db(
-    db: &detour_storage::Db,
-    relay: Option<detour_events::outbox::RelayHandle>,
-) -> std::sync::Arc<dyn IntakeRepository> {
-    match db {
-        detour_storage::Db::Postgres(pool) => {
-            std::sync::Arc::new(PgIntakeRepository::new(pool.clone(), relay))
-        }
-        detour_storage::Db::Sqlite(pool) => {
-            std::sync::Arc::new(SqliteIntakeRepository::new(pool.clone(), relay))
-        }
-    }
-}
+detour_events::sql_repositories!(IntakeRepository {
+    postgres: PgIntakeRepository,
+    sqlite: SqliteIntakeRepository,
+    body: sql_repository,
+});

@@ -14,38 +14,16 @@ use detour_intake::model::{
 use detour_intake::repo::{self, IntakeRepository};
 use detour_intake::{MIGRATIONS, NAME};
 use detour_proto::events::v1::{CaseResolved, Envelope, SurveySent, envelope::Event};
-use detour_storage::{Db, DbSettings};
+use detour_testkit::{Backend, TestDb, outbox_count};
 
 struct Fixture {
     repo: Arc<dyn IntakeRepository>,
-    db: Db,
-    _dir: Option<tempfile::TempDir>,
+    db: TestDb,
 }
 
-async fn sqlite() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let db = detour_storage::connect(&DbSettings::new(
-        detour_storage::testing::fresh_sqlite_url(dir.path()),
-        NAME,
-    ))
-    .await
-    .unwrap();
-    detour_storage::migrate(&db, NAME, MIGRATIONS).await.unwrap();
-    Fixture { repo: repo::for_db(&db, None), db, _dir: Some(dir) }
-}
-
-async fn postgres() -> Fixture {
-    let url = detour_storage::testing::fresh_postgres_url().await.unwrap();
-    let db = detour_storage::connect(&DbSettings::new(url, NAME)).await.unwrap();
-    detour_storage::migrate(&db, NAME, MIGRATIONS).await.unwrap();
-    Fixture { repo: repo::for_db(&db, None), db, _dir: None }
-}
-
-async fn outbox_rows(db: &Db) -> i64 {
-    match db {
-        Db::Postgres(p) => sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(p).await.unwrap(),
-        Db::Sqlite(p) => sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(p).await.unwrap(),
-    }
+async fn fixture(backend: Backend) -> Fixture {
+    let db = TestDb::fresh(backend, NAME, MIGRATIONS).await;
+    Fixture { repo: repo::for_db(&db, None), db }
 }
 
 fn new_case(key: Option<&str>, at_offset_secs: i64, channel: Channel) -> NewCase {
@@ -105,7 +83,7 @@ async fn opening_stores_case_timeline_and_event_together(f: Fixture) {
     assert!(stored.number.starts_with("DT-"));
     assert_eq!(stored.timeline.len(), 1);
     assert_eq!(stored.timeline[0].kind, "case.opened");
-    assert_eq!(outbox_rows(&f.db).await, 1);
+    assert_eq!(outbox_count(&f.db).await, 1);
     assert!(f.repo.get_case(CaseId::new()).await.unwrap().is_none());
 }
 
@@ -122,7 +100,7 @@ async fn idempotency_key_replays_and_refuses_another_request(f: Fixture) {
     let env = opened(&other);
     let err = f.repo.open_case(other, env).await.unwrap_err();
     assert!(matches!(err, detour_intake::error::IntakeError::IdempotencyKeyReused(_)), "{err}");
-    assert_eq!(outbox_rows(&f.db).await, 1);
+    assert_eq!(outbox_count(&f.db).await, 1);
 }
 
 async fn list_pages_newest_first_with_filters(f: Fixture) {
@@ -205,7 +183,7 @@ async fn events_apply_once_and_never_move_status_back(f: Fixture) {
     f.repo.apply_change("intake", "e2", change, Some(resolved)).await.unwrap();
     let case = f.repo.get_case(id).await.unwrap().unwrap();
     assert_eq!(case.status, CaseStatus::Resolved);
-    assert_eq!(outbox_rows(&f.db).await, 2, "CaseOpened and one CaseResolved");
+    assert_eq!(outbox_count(&f.db).await, 2, "CaseOpened and one CaseResolved");
 
     // A late triage event does not reopen it.
     f.repo.apply_change("intake", "e3", triage_change(id), None).await.unwrap();
@@ -223,18 +201,9 @@ async fn events_apply_once_and_never_move_status_back(f: Fixture) {
     assert_eq!(f.repo.apply_change("intake", "e4", retry, None).await.unwrap(), Applied::Applied);
 }
 
-macro_rules! contract {
-    ($($test:ident),+ $(,)?) => {
-        mod on_sqlite {
-            $(#[tokio::test] async fn $test() { super::$test(super::sqlite().await).await; })+
-        }
-        mod on_postgres {
-            $(#[tokio::test] async fn $test() { super::$test(super::postgres().await).await; })+
-        }
-    };
-}
-
-contract!(
+detour_testkit::both_backends!(
+    on_sqlite, on_postgres;
+    fixture;
     opening_stores_case_timeline_and_event_together,
     idempotency_key_replays_and_refuses_another_request,
     list_pages_newest_first_with_filters,

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use detour_domain::{CaseId, SupplierRequestId, events, time, wire};
 use detour_errors::Violations;
 use detour_proto::common::v1 as common;
@@ -31,40 +30,6 @@ impl SupplierApi {
     }
 }
 
-fn outcome_from_proto(raw: i32) -> Option<SupplierOutcome> {
-    match ev::SupplierOutcome::try_from(raw).ok()? {
-        ev::SupplierOutcome::AlternativeOffered => Some(SupplierOutcome::AlternativeOffered),
-        ev::SupplierOutcome::FaultAccepted => Some(SupplierOutcome::FaultAccepted),
-        ev::SupplierOutcome::Disputed => Some(SupplierOutcome::Disputed),
-        ev::SupplierOutcome::ExtraordinaryCircumstances => Some(SupplierOutcome::ExtraordinaryCircumstances),
-        ev::SupplierOutcome::Unspecified => None,
-    }
-}
-
-fn outcome_to_proto(o: SupplierOutcome) -> ev::SupplierOutcome {
-    match o {
-        SupplierOutcome::AlternativeOffered => ev::SupplierOutcome::AlternativeOffered,
-        SupplierOutcome::FaultAccepted => ev::SupplierOutcome::FaultAccepted,
-        SupplierOutcome::Disputed => ev::SupplierOutcome::Disputed,
-        SupplierOutcome::ExtraordinaryCircumstances => ev::SupplierOutcome::ExtraordinaryCircumstances,
-    }
-}
-
-fn status_from_proto(raw: i32) -> Option<RequestStatus> {
-    match pb::RequestStatus::try_from(raw).ok()? {
-        pb::RequestStatus::Open => Some(RequestStatus::Open),
-        pb::RequestStatus::Answered => Some(RequestStatus::Answered),
-        pb::RequestStatus::Unspecified => None,
-    }
-}
-
-fn status_to_proto(s: RequestStatus) -> pb::RequestStatus {
-    match s {
-        RequestStatus::Open => pb::RequestStatus::Open,
-        RequestStatus::Answered => pb::RequestStatus::Answered,
-    }
-}
-
 pub fn request_to_proto(r: &SupplierRequest) -> pb::SupplierRequest {
     pb::SupplierRequest {
         request_id: Some(common::SupplierRequestId { value: r.id.to_string() }),
@@ -72,10 +37,10 @@ pub fn request_to_proto(r: &SupplierRequest) -> pb::SupplierRequest {
         supplier_code: r.supplier_code.clone(),
         segment: Some(wire::segment_to_proto(&r.segment)),
         category: r.category.to_proto(),
-        status: status_to_proto(r.status) as i32,
+        status: r.status.to_proto(),
         opened_at: Some(time::to_proto(r.opened_at)),
         response_due: Some(time::to_proto(r.response_due)),
-        outcome: r.answer.as_ref().map_or(0, |a| outcome_to_proto(a.outcome) as i32),
+        outcome: r.answer.as_ref().map_or(0, |a| a.outcome.to_proto()),
         details: r.answer.as_ref().map(|a| a.details.clone()).unwrap_or_default(),
         responded_at: r.answer.as_ref().map(|a| time::to_proto(a.responded_at)),
     }
@@ -90,7 +55,7 @@ pub fn supplier_responded(request: &SupplierRequest, answer: &SupplierAnswer) ->
         ev::envelope::Event::SupplierResponded(ev::SupplierResponded {
             request_id: Some(common::SupplierRequestId { value: request.id.to_string() }),
             supplier_code: request.supplier_code.clone(),
-            outcome: outcome_to_proto(answer.outcome) as i32,
+            outcome: answer.outcome.to_proto(),
             details: answer.details.clone(),
             responded_at: Some(time::to_proto(answer.responded_at)),
         }),
@@ -98,15 +63,12 @@ pub fn supplier_responded(request: &SupplierRequest, answer: &SupplierAnswer) ->
 }
 
 fn encode_cursor(c: &Cursor) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{}|{}", c.opened_at_micros, c.request_id))
+    wire::encode_page_token(c.opened_at_micros, &c.request_id)
 }
 
 fn decode_cursor(token: &str) -> Option<Cursor> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (at, id) = text.split_once('|')?;
-    Some(Cursor { opened_at_micros: at.parse().ok()?, request_id: id.parse().ok()? })
+    wire::decode_page_token(token)
+        .map(|(opened_at_micros, request_id)| Cursor { opened_at_micros, request_id })
 }
 
 /// A supplier code as segments carry it: upper-cased, 2 to 16 letters or digits.
@@ -129,29 +91,18 @@ fn list_request(
     let case_id =
         wire::optional_id::<CaseId>(&mut v, "case_id.value", req.case_id.as_ref().map(|c| c.value.as_str()));
     let supplier_code = supplier_code_filter(&mut v, "supplier_code", &req.supplier_code);
-    let status = (req.status != 0).then(|| status_from_proto(req.status)).flatten();
+    let status = (req.status != 0).then(|| RequestStatus::from_proto(req.status)).flatten();
     if req.status != 0 && status.is_none() {
         v.add("status", "is not a known request status");
     }
     let limit = wire::page_size(&mut v, "page_size", req.page_size, DEFAULT_PAGE, MAX_PAGE);
-    let cursor = match req.page_token.trim() {
-        "" => None,
-        t => {
-            let c = decode_cursor(t);
-            if c.is_none() {
-                v.add("page_token", "is not a token this service issued");
-            }
-            c
-        }
-    };
+    let cursor = wire::page_token(&mut v, "page_token", &req.page_token, decode_cursor);
     v.finish((RequestFilter { case_id, supplier_code, status }, cursor, limit))
         .map_err(SupplierError::Invalid)
 }
 
 fn request_id(raw: Option<&common::SupplierRequestId>) -> Result<SupplierRequestId, SupplierError> {
-    let mut v = Violations::new();
-    let id = wire::required_id(&mut v, "request_id.value", raw.map(|r| r.value.as_str()));
-    id.ok_or(SupplierError::Invalid(v))
+    wire::id_from_message("request_id.value", raw).map_err(SupplierError::Invalid)
 }
 
 /// The validated answer, stamped now.
@@ -164,7 +115,7 @@ fn answer(
         "request_id.value",
         req.request_id.as_ref().map(|r| r.value.as_str()),
     );
-    let outcome = outcome_from_proto(req.outcome);
+    let outcome = SupplierOutcome::from_proto(req.outcome);
     if outcome.is_none() {
         let problem = if req.outcome == 0 { "is required" } else { "is not a known supplier outcome" };
         v.add("outcome", problem);
@@ -221,6 +172,8 @@ impl SupplierService for SupplierApi {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     #[test]
@@ -234,10 +187,10 @@ mod tests {
     #[test]
     fn every_outcome_maps_to_the_wire_and_back() {
         for o in SupplierOutcome::ALL {
-            assert_eq!(outcome_from_proto(outcome_to_proto(*o) as i32), Some(*o));
+            assert_eq!(SupplierOutcome::from_proto(o.to_proto()), Some(*o));
         }
-        assert_eq!(outcome_from_proto(0), None);
-        assert_eq!(outcome_from_proto(99), None);
+        assert_eq!(SupplierOutcome::from_proto(0), None);
+        assert_eq!(SupplierOutcome::from_proto(99), None);
     }
 
     #[test]

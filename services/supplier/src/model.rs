@@ -1,67 +1,16 @@
 //! Supplier coordination's domain: the request a case's supplier gets, and its answer.
 
-use std::fmt;
-use std::str::FromStr;
-
-use chrono::{Duration, SubsecRound};
-use detour_domain::taxonomy::UnknownName;
+use chrono::Duration;
 use detour_domain::{CaseCategory, CaseId, Instant, Segment, Severity, SupplierRequestId};
 
-/// A closed vocabulary stored as stable snake_case names (never the proto number).
-macro_rules! stored_names {
-    ($(#[$doc:meta])* $name:ident, $kind:literal, { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vdoc])* $variant),+
-        }
+pub use detour_domain::SupplierOutcome;
+pub use detour_domain::time::now;
 
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(&self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownName;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownName { kind: $kind, value: s.chars().take(64).collect() }),
-                }
-            }
-        }
-    };
-}
-
-stored_names!(
+detour_domain::stored_names!(
     /// A request is open until the supplier's answer is recorded, and answered once only.
-    RequestStatus, "request status", {
+    RequestStatus, "request status", proto = detour_proto::supplier::v1::RequestStatus, {
     Open => "open",
     Answered => "answered",
-});
-
-stored_names!(
-    /// What the supplier said about the case.
-    SupplierOutcome, "supplier outcome", {
-    /// Another flight, another room.
-    AlternativeOffered => "alternative_offered",
-    FaultAccepted => "fault_accepted",
-    /// The supplier disputes the traveler's account.
-    Disputed => "disputed",
-    /// Weather, strike, air traffic control: beyond the supplier's control.
-    ExtraordinaryCircumstances => "extraordinary_circumstances",
 });
 
 /// How long a supplier has to answer. Urgent cases cannot wait for the next business day: the
@@ -71,12 +20,6 @@ pub fn response_within(severity: Severity) -> Duration {
         Severity::Critical | Severity::High => Duration::hours(2),
         Severity::Medium | Severity::Low => Duration::hours(24),
     }
-}
-
-/// The current instant at the precision the store keeps (microseconds), so that an event and
-/// the row written with it state the same time.
-pub fn now() -> Instant {
-    detour_domain::time::now().trunc_subsecs(6)
 }
 
 /// A request to open for a triaged case.

@@ -5,6 +5,8 @@
 use async_trait::async_trait;
 use detour_domain::{SupplierRequestId, time};
 use detour_proto::events::v1::Envelope;
+use detour_storage::decode::{self, corrupt, instant, parse};
+use detour_storage::keyset::{self, Keyset};
 
 use crate::error::SupplierError;
 use crate::model::{
@@ -46,43 +48,14 @@ pub trait SupplierRepository: Send + Sync + 'static {
     ) -> Result<SupplierRequest, SupplierError>;
 }
 
-fn corrupt(what: impl std::fmt::Display) -> SupplierError {
-    SupplierError::Corrupt(what.to_string())
-}
+/// Requests are listed newest first.
+const PAGE: Keyset = Keyset::descending("opened_at", "request_id");
 
-fn instant(micros: i64) -> Result<detour_domain::Instant, SupplierError> {
-    time::from_micros(micros).ok_or_else(|| corrupt(format!("instant {micros} out of range")))
-}
-
-fn parse<T: std::str::FromStr>(s: &str) -> Result<T, SupplierError>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e: T::Err| corrupt(e))
-}
-
-/// Generates a repository for one backend. The body is written once, so the two
-/// implementations cannot drift apart.
+/// The repository on one backend, for [`detour_events::sql_repositories!`]. The body is written
+/// once, so the two implementations cannot drift apart.
 macro_rules! sql_repository {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $enqueue:path, $mark_processed:path, $begin:literal) => {
-        #[derive(Debug, Clone)]
-        pub struct $name {
-            pool: $pool,
-            relay: Option<detour_events::outbox::RelayHandle>,
-        }
-
         impl $name {
-            pub fn new(pool: $pool, relay: Option<detour_events::outbox::RelayHandle>) -> Self {
-                Self { pool, relay }
-            }
-
-            /// Wakes the outbox relay after a commit that wrote events.
-            fn committed(&self) {
-                if let Some(relay) = &self.relay {
-                    relay.notify();
-                }
-            }
-
             fn request_from_row(row: &$row) -> Result<SupplierRequest, SupplierError> {
                 use sqlx::Row;
                 let segment: String = row.try_get("segment")?;
@@ -96,13 +69,13 @@ macro_rules! sql_repository {
                         details: row.try_get::<Option<String>, _>("details")?.unwrap_or_default(),
                         responded_at: instant(at)?,
                     }),
-                    (RequestStatus::Answered, _, _) => return Err(corrupt("answered request without its answer")),
+                    (RequestStatus::Answered, _, _) => return Err(corrupt("answered request without its answer").into()),
                 };
                 Ok(SupplierRequest {
                     id: parse(&row.try_get::<String, _>("request_id")?)?,
                     case_id: parse(&row.try_get::<String, _>("case_id")?)?,
                     supplier_code: row.try_get("supplier_code")?,
-                    segment: serde_json::from_str(&segment).map_err(corrupt)?,
+                    segment: decode::json(&segment)?,
                     category: parse(&row.try_get::<String, _>("category")?)?,
                     severity: parse(&row.try_get::<String, _>("severity")?)?,
                     status,
@@ -148,7 +121,7 @@ macro_rules! sql_repository {
                 .bind(new.id.to_string())
                 .bind(new.case_id.to_string())
                 .bind(&new.supplier_code)
-                .bind(serde_json::to_string(&new.segment).map_err(corrupt)?)
+                .bind(decode::to_json(&new.segment)?)
                 .bind(new.category.as_str())
                 .bind(new.severity.as_str())
                 .bind(RequestStatus::Open.as_str())
@@ -193,27 +166,14 @@ macro_rules! sql_repository {
                 if let Some(s) = filter.status {
                     q.push(" AND status = ").push_bind(s.as_str());
                 }
-                if let Some(c) = after {
-                    q.push(" AND (opened_at < ")
-                        .push_bind(c.opened_at_micros)
-                        .push(" OR (opened_at = ")
-                        .push_bind(c.opened_at_micros)
-                        .push(" AND request_id < ")
-                        .push_bind(c.request_id.to_string())
-                        .push("))");
-                }
-                q.push(" ORDER BY opened_at DESC, request_id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+                let after = after.map(|c| (c.opened_at_micros, c.request_id.to_string()));
+                PAGE.push_page(&mut q, after, limit);
                 let rows = q.build().fetch_all(&self.pool).await?;
-                let mut requests = rows.iter().map(Self::request_from_row).collect::<Result<Vec<_>, _>>()?;
-                let next = if requests.len() > limit as usize {
-                    requests.truncate(limit as usize);
-                    requests
-                        .last()
-                        .map(|r| Cursor { opened_at_micros: time::to_micros(r.opened_at), request_id: r.id })
-                } else {
-                    None
-                };
-                Ok((requests, next))
+                let requests = rows.iter().map(Self::request_from_row).collect::<Result<Vec<_>, _>>()?;
+                Ok(keyset::page(requests, limit, |r| Cursor {
+                    opened_at_micros: time::to_micros(r.opened_at),
+                    request_id: r.id,
+                }))
             }
 
             async fn record_response(
@@ -251,39 +211,8 @@ macro_rules! sql_repository {
     };
 }
 
-sql_repository!(
-    PgSupplierRepository,
-    sqlx::Postgres,
-    sqlx::PgPool,
-    sqlx::postgres::PgRow,
-    detour_events::outbox::enqueue_pg,
-    detour_events::outbox::mark_processed_pg,
-    "BEGIN"
-);
-
-sql_repository!(
-    SqliteSupplierRepository,
-    sqlx::Sqlite,
-    sqlx::SqlitePool,
-    sqlx::sqlite::SqliteRow,
-    detour_events::outbox::enqueue_sqlite,
-    detour_events::outbox::mark_processed_sqlite,
-    // Take the write lock up front: a deferred transaction that reads and then writes can fail
-    // with SQLITE_BUSY instead of waiting when another writer got there first.
-    "BEGIN IMMEDIATE"
-);
-
-/// The repository for a database handle.
-pub fn for_db(
-    db: &detour_storage::Db,
-    relay: Option<detour_events::outbox::RelayHandle>,
-) -> std::sync::Arc<dyn SupplierRepository> {
-    match db {
-        detour_storage::Db::Postgres(pool) => {
-            std::sync::Arc::new(PgSupplierRepository::new(pool.clone(), relay))
-        }
-        detour_storage::Db::Sqlite(pool) => {
-            std::sync::Arc::new(SqliteSupplierRepository::new(pool.clone(), relay))
-        }
-    }
-}
+detour_events::sql_repositories!(SupplierRepository {
+    postgres: PgSupplierRepository,
+    sqlite: SqliteSupplierRepository,
+    body: sql_repository,
+});

@@ -10,7 +10,7 @@ use detour_proto::events::v1::{CaseOpened, CaseTriaged, Envelope, envelope::Even
 use crate::NAME;
 use crate::classify;
 use crate::error::TriageError;
-use crate::model::{Applied, OpenedCase, Triage, stored_precision};
+use crate::model::{Applied, OpenedCase, Triage};
 use crate::repo::TriageRepository;
 
 /// The consumer group triage reads intake's stream with.
@@ -39,7 +39,7 @@ pub fn opened_case(env: &Envelope, opened: &CaseOpened) -> Result<OpenedCase, Ha
         .as_ref()
         .and_then(time::from_proto)
         .or_else(|| events::occurred_at(env))
-        .map(stored_precision)
+        .map(time::truncate)
         .ok_or_else(|| permanent("CaseOpened has no valid received_at"))?;
     let segment = opened.segment.as_ref().ok_or_else(|| permanent("CaseOpened has no segment"))?;
     let segment =
@@ -89,7 +89,7 @@ impl EventHandler for Triager {
         match envelope.event.as_ref() {
             Some(Event::CaseOpened(opened)) => {
                 let case = opened_case(&envelope, opened)?;
-                let triage = classify::triage(&case, stored_precision(time::now()));
+                let triage = classify::triage(&case, time::now());
                 let event = case_triaged(&triage, &case.segment);
                 let result = self.repo.record_triage(GROUP, event_id, &triage, &event).await;
                 if let Ok(Applied::Applied) = result {
@@ -108,7 +108,7 @@ impl EventHandler for Triager {
                     .as_ref()
                     .and_then(time::from_proto)
                     .or_else(|| events::occurred_at(&envelope))
-                    .map(stored_precision)
+                    .map(time::truncate)
                     .ok_or_else(|| permanent("CaseResolved has no valid resolved_at"))?;
                 outcome(event_id, self.repo.resolve(GROUP, event_id, case_id, at).await)
             }

@@ -1,6 +1,6 @@
 use detour_domain::CaseId;
 use detour_errors::{ErrorCode, ServiceError, Violations};
-use detour_storage::{DbFailure, StorageError};
+use detour_storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TriageError {
@@ -10,14 +10,6 @@ pub enum TriageError {
     NotFound(CaseId),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
-    #[error("stored triage is corrupt: {0}")]
-    Corrupt(String),
-}
-
-impl From<sqlx::Error> for TriageError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Storage(e.into())
-    }
 }
 
 impl ServiceError for TriageError {
@@ -25,8 +17,7 @@ impl ServiceError for TriageError {
         match self {
             Self::Invalid(_) => ErrorCode::InvalidArgument,
             Self::NotFound(_) => ErrorCode::NotFound,
-            Self::Storage(e) if e.failure() == Some(DbFailure::Unavailable) => ErrorCode::Unavailable,
-            Self::Storage(_) | Self::Corrupt(_) => ErrorCode::Internal,
+            Self::Storage(e) => e.error_code(),
         }
     }
 
@@ -38,8 +29,5 @@ impl ServiceError for TriageError {
     }
 }
 
-impl From<TriageError> for tonic::Status {
-    fn from(e: TriageError) -> Self {
-        detour_errors::to_status(&e)
-    }
-}
+detour_storage::impl_from_sqlx!(TriageError);
+detour_errors::impl_into_status!(TriageError);

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use detour_domain::{CaseId, time, wire};
 use detour_errors::Violations;
 use detour_proto::common::v1 as common;
@@ -43,15 +42,12 @@ pub fn triage_to_proto(t: &Triage) -> pb::Triage {
 }
 
 fn encode_cursor(c: &Cursor) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{}|{}", c.first_response_due_micros, c.case_id))
+    wire::encode_page_token(c.first_response_due_micros, &c.case_id)
 }
 
 fn decode_cursor(token: &str) -> Option<Cursor> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (due, id) = text.split_once('|')?;
-    Some(Cursor { first_response_due_micros: due.parse().ok()?, case_id: id.parse().ok()? })
+    wire::decode_page_token(token)
+        .map(|(first_response_due_micros, case_id)| Cursor { first_response_due_micros, case_id })
 }
 
 fn queue(v: &mut Violations, raw: &str) -> Option<Queue> {
@@ -75,16 +71,7 @@ fn list_request(req: &pb::ListQueueRequest) -> Result<(Queue, Option<Cursor>, u3
     let mut v = Violations::new();
     let queue = queue(&mut v, &req.queue);
     let limit = wire::page_size(&mut v, "page_size", req.page_size, DEFAULT_PAGE, MAX_PAGE);
-    let cursor = match req.page_token.trim() {
-        "" => None,
-        t => {
-            let c = decode_cursor(t);
-            if c.is_none() {
-                v.add("page_token", "is not a token this service issued");
-            }
-            c
-        }
-    };
+    let cursor = wire::page_token(&mut v, "page_token", &req.page_token, decode_cursor);
     match queue {
         Some(queue) if v.is_empty() => Ok((queue, cursor, limit)),
         _ => Err(TriageError::Invalid(v)),
@@ -97,9 +84,8 @@ impl TriageService for TriageApi {
         &self,
         request: Request<pb::GetTriageRequest>,
     ) -> Result<Response<pb::GetTriageResponse>, Status> {
-        let mut v = Violations::new();
-        let raw = request.get_ref().case_id.as_ref().map(|c| c.value.as_str());
-        let id: CaseId = wire::required_id(&mut v, "case_id.value", raw).ok_or(TriageError::Invalid(v))?;
+        let id: CaseId = wire::id_from_message("case_id.value", request.get_ref().case_id.as_ref())
+            .map_err(TriageError::Invalid)?;
         let triage = self.repo.get_triage(id).await?.ok_or(TriageError::NotFound(id))?;
         Ok(Response::new(pb::GetTriageResponse { triage: Some(triage_to_proto(&triage)) }))
     }
@@ -119,6 +105,8 @@ impl TriageService for TriageApi {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     #[test]

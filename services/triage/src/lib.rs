@@ -11,12 +11,8 @@ pub mod repo;
 use std::sync::Arc;
 
 use detour_domain::events::streams;
-use detour_events::consumer::{ConsumerSettings, spawn_consumer};
-use detour_events::outbox::{Relay, RelaySettings};
 use detour_proto::triage::v1::triage_service_server::TriageServiceServer;
-use detour_server::module::{
-    AddRoutes, BuildContext, BuildError, DatabaseDependency, ServiceModule, ServicePart,
-};
+use detour_server::module::{BuildContext, BuildError, ServiceModule, ServicePart, Wiring};
 use detour_storage::MigrationStep;
 use futures::future::BoxFuture;
 
@@ -37,33 +33,11 @@ pub const MODULE: ServiceModule = ServiceModule {
 };
 
 fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>> {
-    Box::pin(async move {
-        let db = ctx.open_database(NAME, MIGRATIONS).await?;
-        let (relay, relay_task) = Relay::spawn(
-            db.clone(),
-            ctx.bus.clone(),
-            ctx.event_metrics.clone(),
-            RelaySettings::default(),
-            ctx.background.clone(),
-        );
-        let repo = repo::for_db(&db, Some(relay));
-        let consumer_task = spawn_consumer(
-            ctx.bus.clone(),
-            ConsumerSettings::new(streams::INTAKE, consumer::GROUP, &ctx.instance),
-            Arc::new(consumer::Triager::new(repo.clone())),
-            ctx.event_metrics.clone(),
-            ctx.background.clone(),
-        );
+    ctx.build_service(&MODULE, |db, relay| {
+        let repo = repo::for_db(db, Some(relay));
+        let triager = Arc::new(consumer::Triager::new(repo.clone()));
         let server = TriageServiceServer::new(grpc::TriageApi::new(repo));
-        let routes: AddRoutes = Box::new(move |routes| routes.add_service(server));
-        Ok(ServicePart {
-            name: NAME,
-            grpc_service: detour_proto::service_names::TRIAGE,
-            routes,
-            dependencies: vec![Arc::new(DatabaseDependency { service: NAME, db: db.clone() })],
-            tasks: vec![relay_task, consumer_task],
-            databases: vec![db],
-        })
+        Wiring::grpc(server).consume(consumer::GROUP, &[streams::INTAKE], triager)
     })
 }
 

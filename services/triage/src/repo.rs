@@ -5,6 +5,8 @@
 use async_trait::async_trait;
 use detour_domain::{CaseId, Instant, time};
 use detour_proto::events::v1::Envelope;
+use detour_storage::decode::{instant, optional_instant, parse};
+use detour_storage::keyset::{self, Keyset};
 
 use crate::error::TriageError;
 use crate::model::{Applied, Cursor, Queue, Triage};
@@ -46,43 +48,14 @@ pub trait TriageRepository: Send + Sync + 'static {
     ) -> Result<(Vec<Triage>, Option<Cursor>), TriageError>;
 }
 
-fn corrupt(what: impl std::fmt::Display) -> TriageError {
-    TriageError::Corrupt(what.to_string())
-}
+/// A queue is worked most urgent first: earliest first-response deadline.
+const PAGE: Keyset = Keyset::ascending("first_response_due", "case_id");
 
-fn instant(micros: i64) -> Result<Instant, TriageError> {
-    time::from_micros(micros).ok_or_else(|| corrupt(format!("instant {micros} out of range")))
-}
-
-fn parse<T: std::str::FromStr>(s: &str) -> Result<T, TriageError>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e: T::Err| corrupt(e))
-}
-
-/// Generates a repository for one backend. The body is written once, so the two
-/// implementations cannot drift apart.
+/// The repository on one backend, for [`detour_events::sql_repositories!`]. The body is written
+/// once, so the two implementations cannot drift apart.
 macro_rules! sql_repository {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $enqueue:path, $mark_processed:path, $begin:literal) => {
-        #[derive(Debug, Clone)]
-        pub struct $name {
-            pool: $pool,
-            relay: Option<detour_events::outbox::RelayHandle>,
-        }
-
         impl $name {
-            pub fn new(pool: $pool, relay: Option<detour_events::outbox::RelayHandle>) -> Self {
-                Self { pool, relay }
-            }
-
-            /// Wakes the outbox relay after a commit that wrote events.
-            fn committed(&self) {
-                if let Some(relay) = &self.relay {
-                    relay.notify();
-                }
-            }
-
             fn triage_from_row(row: &$row) -> Result<Triage, TriageError> {
                 use sqlx::Row;
                 Ok(Triage {
@@ -96,7 +69,7 @@ macro_rules! sql_repository {
                     first_response_due: instant(row.try_get("first_response_due")?)?,
                     resolution_due: instant(row.try_get("resolution_due")?)?,
                     triaged_at: instant(row.try_get("triaged_at")?)?,
-                    resolved_at: row.try_get::<Option<i64>, _>("resolved_at")?.map(instant).transpose()?,
+                    resolved_at: optional_instant(row.try_get("resolved_at")?)?,
                 })
             }
         }
@@ -191,66 +164,21 @@ macro_rules! sql_repository {
             ) -> Result<(Vec<Triage>, Option<Cursor>), TriageError> {
                 let mut q = sqlx::QueryBuilder::<$db>::new("SELECT * FROM triages WHERE queue = ");
                 q.push_bind(queue.as_str()).push(" AND resolved_at IS NULL");
-                if let Some(c) = after {
-                    q.push(" AND (first_response_due > ")
-                        .push_bind(c.first_response_due_micros)
-                        .push(" OR (first_response_due = ")
-                        .push_bind(c.first_response_due_micros)
-                        .push(" AND case_id > ")
-                        .push_bind(c.case_id.to_string())
-                        .push("))");
-                }
-                q.push(" ORDER BY first_response_due, case_id LIMIT ").push_bind(i64::from(limit) + 1);
+                let after = after.map(|c| (c.first_response_due_micros, c.case_id.to_string()));
+                PAGE.push_page(&mut q, after, limit);
                 let rows = q.build().fetch_all(&self.pool).await?;
-                let mut triages = rows.iter().map(Self::triage_from_row).collect::<Result<Vec<_>, _>>()?;
-                let next = if triages.len() > limit as usize {
-                    triages.truncate(limit as usize);
-                    triages.last().map(|t| Cursor {
-                        first_response_due_micros: time::to_micros(t.first_response_due),
-                        case_id: t.case_id,
-                    })
-                } else {
-                    None
-                };
-                Ok((triages, next))
+                let triages = rows.iter().map(Self::triage_from_row).collect::<Result<Vec<_>, _>>()?;
+                Ok(keyset::page(triages, limit, |t| Cursor {
+                    first_response_due_micros: time::to_micros(t.first_response_due),
+                    case_id: t.case_id,
+                }))
             }
         }
     };
 }
 
-sql_repository!(
-    PgTriageRepository,
-    sqlx::Postgres,
-    sqlx::PgPool,
-    sqlx::postgres::PgRow,
-    detour_events::outbox::enqueue_pg,
-    detour_events::outbox::mark_processed_pg,
-    "BEGIN"
-);
-
-sql_repository!(
-    SqliteTriageRepository,
-    sqlx::Sqlite,
-    sqlx::SqlitePool,
-    sqlx::sqlite::SqliteRow,
-    detour_events::outbox::enqueue_sqlite,
-    detour_events::outbox::mark_processed_sqlite,
-    // Take the write lock up front: a deferred transaction that reads and then writes can fail
-    // with SQLITE_BUSY instead of waiting when another writer got there first.
-    "BEGIN IMMEDIATE"
-);
-
-/// The repository for a database handle.
-pub fn for_db(
-    db: &detour_storage::Db,
-    relay: Option<detour_events::outbox::RelayHandle>,
-) -> std::sync::Arc<dyn TriageRepository> {
-    match db {
-        detour_storage::Db::Postgres(pool) => {
-            std::sync::Arc::new(PgTriageRepository::new(pool.clone(), relay))
-        }
-        detour_storage::Db::Sqlite(pool) => {
-            std::sync::Arc::new(SqliteTriageRepository::new(pool.clone(), relay))
-        }
-    }
-}
+detour_events::sql_repositories!(TriageRepository {
+    postgres: PgTriageRepository,
+    sqlite: SqliteTriageRepository,
+    body: sql_repository,
+});

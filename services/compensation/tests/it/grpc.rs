@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use detour_domain::events::streams;
 use detour_domain::{CaseCategory, CaseId};
-use detour_errors::field_violations_of;
 use detour_proto::common::v1 as common;
 use detour_proto::compensation::v1 as pb;
 use detour_proto::events::v1::{SupplierOutcome, envelope::Event};
+use detour_testkit::{next_event, observe, publish, violated_fields};
 use tonic::Code;
 
-use crate::common::{Server, at, eur, next_event, observe, publish, responded, triaged};
+use crate::common::{Server, at, eur, responded, start, triaged};
 
 fn by_case(case_id: CaseId) -> pb::ListOffersRequest {
     pb::ListOffersRequest { case_id: Some(common::CaseId { value: case_id.to_string() }) }
@@ -23,7 +23,7 @@ fn offer_id(value: &str) -> Option<common::OfferId> {
 
 fn fields(status: &tonic::Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    field_violations_of(status).into_iter().map(|v| v.field).collect()
+    violated_fields(status)
 }
 
 /// The case's offers as (amount, currency, rule).
@@ -44,7 +44,7 @@ fn offer(minor: i64, currency: &str, rule: &str) -> (i64, String, String) {
 
 #[tokio::test]
 async fn a_case_that_needs_no_supplier_gets_its_offer_at_triage() {
-    let mut s = Server::start().await;
+    let mut s = start().await;
     let (mut emitted, observer) = observe(&s.bus, streams::COMPENSATION).await;
     let case_id = CaseId::new();
     let triage = triaged(case_id, at(1_796_000_000), CaseCategory::FlightDelay, false, Some(eur(1_001)));
@@ -84,7 +84,7 @@ async fn a_case_that_needs_no_supplier_gets_its_offer_at_triage() {
 
 #[tokio::test]
 async fn the_policy_applies_to_what_triage_and_the_supplier_said() {
-    let mut s = Server::start().await;
+    let mut s = start().await;
 
     let fault = CaseId::new();
     publish(
@@ -123,7 +123,7 @@ async fn the_policy_applies_to_what_triage_and_the_supplier_said() {
 
 #[tokio::test]
 async fn a_supplier_answer_that_overtakes_its_triage_waits_for_it() {
-    let mut s = Server::start().await;
+    let mut s = start().await;
     let case_id = CaseId::new();
     let answer = responded(case_id, SupplierOutcome::ExtraordinaryCircumstances);
     // The in-process bus returns from publish once the group has handled the event, so the
@@ -148,7 +148,7 @@ async fn a_supplier_answer_that_overtakes_its_triage_waits_for_it() {
 
 #[tokio::test]
 async fn an_offer_is_accepted_once_and_the_acceptance_announced() {
-    let mut s = Server::start().await;
+    let mut s = start().await;
     let (mut emitted, observer) = observe(&s.bus, streams::COMPENSATION).await;
     let case_id = CaseId::new();
     publish(
@@ -187,7 +187,7 @@ async fn an_offer_is_accepted_once_and_the_acceptance_announced() {
 
 #[tokio::test]
 async fn bad_requests_name_their_fields_and_unknown_ids_are_not_found() {
-    let mut s = Server::start().await;
+    let mut s = start().await;
     let unknown = detour_domain::OfferId::new().to_string();
 
     let err = s.client.get_offer(pb::GetOfferRequest { offer_id: None }).await.unwrap_err();

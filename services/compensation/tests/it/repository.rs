@@ -11,44 +11,22 @@ use detour_compensation::repo::{self, CompensationRepository};
 use detour_domain::events::streams;
 use detour_domain::{CaseCategory, CaseId, Instant, Money, OfferId, Severity};
 use detour_proto::events::v1::envelope::Event;
-use detour_storage::Db;
+use detour_testkit::{Backend, TestDb, count_rows, outbox};
 
-use crate::common::{Backend, at, count, outbox};
+use crate::common::at;
 
 pub struct Fixture {
     repo: Arc<dyn CompensationRepository>,
-    db: Db,
-    _dir: tempfile::TempDir,
+    db: TestDb,
 }
 
 async fn fixture(backend: Backend) -> Fixture {
-    let (db, dir) = crate::common::fresh_db(backend).await;
-    Fixture { repo: repo::for_db(&db, None), db, _dir: dir }
+    let db = TestDb::fresh(backend, detour_compensation::NAME, detour_compensation::MIGRATIONS).await;
+    Fixture { repo: repo::for_db(&db, None), db }
 }
 
-/// Runs each named suite function once per backend.
-macro_rules! contract {
-    ($($test:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(super::fixture(crate::common::Backend::Sqlite).await).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(super::fixture(crate::common::Backend::Postgres).await).await;
-                }
-            )+
-        }
-    };
-}
-
-contract!(
+detour_testkit::both_backends!(
+    fixture;
     a_triage_delivered_twice_proposes_one_offer_and_emits_once,
     a_case_gets_one_first_offer_whichever_events_propose_it,
     a_case_waiting_for_its_supplier_gets_its_offer_from_the_answer,
@@ -108,8 +86,8 @@ async fn a_triage_delivered_twice_proposes_one_offer_and_emits_once(f: Fixture) 
     let applied = f.repo.record_triage(GROUP, "evt-1", ctx.clone(), Some(with_event(again))).await.unwrap();
     assert_eq!(applied, Applied::AlreadyProcessed);
 
-    assert_eq!(count(&f.db, "offers").await, 1);
-    assert_eq!(count(&f.db, "outbox").await, 1);
+    assert_eq!(count_rows(&f.db, "offers").await, 1);
+    assert_eq!(count_rows(&f.db, "outbox").await, 1);
     let events = outbox(&f.db).await;
     assert_eq!(events[0].0, streams::COMPENSATION);
     assert_eq!(events[0].1.case_id.as_ref().unwrap().value, case_id.to_string());
@@ -145,9 +123,9 @@ async fn a_case_gets_one_first_offer_whichever_events_propose_it(f: Fixture) {
     let applied = f.repo.record_triage(GROUP, "evt-3", ctx, Some(with_event(retriaged))).await.unwrap();
     assert_eq!(applied, Applied::Applied { proposed: None });
 
-    assert_eq!(count(&f.db, "offers").await, 1);
-    assert_eq!(count(&f.db, "outbox").await, 1);
-    assert_eq!(count(&f.db, "processed_events").await, 3);
+    assert_eq!(count_rows(&f.db, "offers").await, 1);
+    assert_eq!(count_rows(&f.db, "outbox").await, 1);
+    assert_eq!(count_rows(&f.db, "processed_events").await, 3);
     let offers = f.repo.list_offers(case_id).await.unwrap();
     assert_eq!(offers.iter().map(|o| (o.id, o.amount)).collect::<Vec<_>>(), [(first_id, eur(300))]);
 }
@@ -158,8 +136,8 @@ async fn a_case_waiting_for_its_supplier_gets_its_offer_from_the_answer(f: Fixtu
     let ctx = context(case_id, true, None, at(1_796_000_000));
     let applied = f.repo.record_triage(GROUP, "evt-1", ctx.clone(), None).await.unwrap();
     assert_eq!(applied, Applied::Applied { proposed: None });
-    assert_eq!(count(&f.db, "offers").await, 0);
-    assert_eq!(count(&f.db, "outbox").await, 0);
+    assert_eq!(count_rows(&f.db, "offers").await, 0);
+    assert_eq!(count_rows(&f.db, "outbox").await, 0);
     assert_eq!(f.repo.case_context(case_id).await.unwrap(), Some(ctx));
 
     let offer = new_offer(case_id, FIRST_RUNG, eur(5_000), at(1_796_000_100));
@@ -167,8 +145,8 @@ async fn a_case_waiting_for_its_supplier_gets_its_offer_from_the_answer(f: Fixtu
     assert_eq!(propose(&f, "evt-2", offer.clone()).await, Applied::Applied { proposed: Some(id) });
     let redelivered = NewOffer { id: OfferId::new(), ..offer };
     assert_eq!(propose(&f, "evt-2", redelivered).await, Applied::AlreadyProcessed);
-    assert_eq!(count(&f.db, "offers").await, 1);
-    assert_eq!(count(&f.db, "outbox").await, 1);
+    assert_eq!(count_rows(&f.db, "offers").await, 1);
+    assert_eq!(count_rows(&f.db, "outbox").await, 1);
 }
 
 async fn the_latest_triage_sets_the_context(f: Fixture) {
@@ -212,14 +190,14 @@ async fn an_offer_is_accepted_once(f: Fixture) {
     let later = at(1_796_000_900);
     let err = f.repo.accept_offer(id, later, offer_accepted(&proposed, later)).await.unwrap_err();
     assert!(matches!(err, CompensationError::AlreadyAccepted(x) if x == id), "{err:?}");
-    assert_eq!(count(&f.db, "outbox").await, 2);
+    assert_eq!(count_rows(&f.db, "outbox").await, 2);
     assert_eq!(f.repo.get_offer(id).await.unwrap().unwrap().accepted_at, Some(accepted_at));
 
     let ghost = detour_compensation::model::Offer { id: OfferId::new(), ..proposed };
     let err = f.repo.accept_offer(ghost.id, later, offer_accepted(&ghost, later)).await.unwrap_err();
     assert!(matches!(err, CompensationError::OfferNotFound(x) if x == ghost.id), "{err:?}");
     assert_eq!(f.repo.get_offer(ghost.id).await.unwrap(), None);
-    assert_eq!(count(&f.db, "outbox").await, 2);
+    assert_eq!(count_rows(&f.db, "outbox").await, 2);
 }
 
 async fn offers_are_listed_oldest_first_per_case(f: Fixture) {

@@ -1,8 +1,5 @@
 //! Helpers shared by the repository and gRPC tests.
 
-use std::future::Future;
-use std::time::Duration;
-
 use detour_domain::{CaseId, Instant, events, time};
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::{CaseOpened, CaseResolved, Envelope, envelope::Event};
@@ -43,24 +40,4 @@ pub fn case_resolved(case_id: CaseId, resolved_at: Instant) -> Envelope {
             resolved_at: Some(time::to_proto(resolved_at)),
         }),
     )
-}
-
-pub fn event_id(env: &Envelope) -> String {
-    env.event_id.as_ref().unwrap().value.clone()
-}
-
-/// Polls `check` until it returns Some, failing the test after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -1,106 +1,28 @@
 //! The service through its real host: events published on the bus reach the consumer, and the
 //! RPCs answer over a TCP socket.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use detour_domain::events::streams;
 use detour_domain::{CaseId, SurveyId};
-use detour_events::bus::{BusError, EventBus, Subscription};
+use detour_events::bus::Subscription;
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::Envelope;
 use detour_proto::events::v1::envelope::Event;
 use detour_proto::feedback::v1 as pb;
 use detour_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
+use detour_testkit::{Service, sqlite_settings, violated_fields as fields};
 use prost::Message;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::transport::Channel;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
-use crate::common::{base, case_opened, case_resolved, event_id, eventually};
+use crate::common::{base, case_opened, case_resolved};
 
-struct Server {
-    bus: Arc<dyn EventBus>,
-    client: FeedbackServiceClient<Channel>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), detour_server::HostError>>,
-    _dir: tempfile::TempDir,
-}
+type Server = Service<FeedbackServiceClient<Channel>>;
 
-impl Server {
-    /// Feedback alone on a loopback port with a SQLite file, sharing an in-process bus with
-    /// the test; returns once health says it serves.
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = detour_server::Settings {
-            database_url: Some(detour_storage::testing::fresh_sqlite_url(dir.path())),
-            events_url: "inproc://".into(),
-            ..Default::default()
-        };
-        let bus = detour_events::bus::connect_bus("inproc://").unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let host_bus = bus.clone();
-        let task = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            detour_server::host::serve(
-                &settings,
-                &[detour_feedback::MODULE],
-                host_bus,
-                listener,
-                None,
-                shutdown,
-            )
-            .await
-        });
-        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-        let health = HealthClient::new(channel.clone());
-        eventually(Duration::from_secs(10), "feedback to serve", || {
-            let mut health = health.clone();
-            async move {
-                let req = HealthCheckRequest { service: detour_proto::service_names::FEEDBACK.into() };
-                let status = health.check(req).await.ok()?.into_inner().status;
-                (status == ServingStatus::Serving as i32).then_some(())
-            }
-        })
-        .await;
-        Self { bus, client: FeedbackServiceClient::new(channel), stop: Some(stop), task, _dir: dir }
-    }
-
-    /// Publishes as intake's relay would. The in-process bus answers once every group has
-    /// settled the event, so the consumer has handled it when this returns.
-    async fn publish(&self, env: &Envelope) {
-        let id = event_id(env);
-        let payload = Bytes::from(env.encode_to_vec());
-        eventually(Duration::from_secs(10), "feedback to take the event", || {
-            let payload = payload.clone();
-            let id = id.clone();
-            async move {
-                match self.bus.publish(streams::INTAKE, &id, payload).await {
-                    Ok(()) => Some(()),
-                    // The consumer subscribes in the background; health can say SERVING first.
-                    Err(BusError::NoSubscribers) => None,
-                    Err(e) => panic!("publish failed: {e}"),
-                }
-            }
-        })
-        .await;
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let served = tokio::time::timeout(Duration::from_secs(15), self.task).await.expect("stops in time");
-        served.unwrap().unwrap();
-    }
+/// Feedback alone on a loopback port with a SQLite file, sharing an in-process bus with the
+/// test; returns once health says it serves.
+async fn start() -> Server {
+    Service::start(detour_feedback::MODULE, FeedbackServiceClient::new).await
 }
 
 /// The next event feedback published downstream, acknowledged.
@@ -115,22 +37,18 @@ fn case_id(id: CaseId) -> Option<common::CaseId> {
     Some(common::CaseId { value: id.to_string() })
 }
 
-fn fields(status: &tonic::Status) -> Vec<String> {
-    detour_errors::field_violations_of(status).into_iter().map(|v| v.field).collect()
-}
-
 #[tokio::test]
 async fn a_resolved_case_gets_one_survey_that_takes_one_answer() {
-    let mut server = Server::start().await;
+    let mut server = start().await;
     let mut downstream = server.bus.subscribe(streams::FEEDBACK, "downstream-test", "t1").await.unwrap();
     let id = CaseId::new();
     let list = |id: CaseId| pb::ListSurveysRequest { case_id: case_id(id) };
 
     // Only a resolution asks the traveler.
-    server.publish(&case_opened(id, base())).await;
+    server.publish(streams::INTAKE, &case_opened(id, base())).await;
     assert!(server.client.list_surveys(list(id)).await.unwrap().into_inner().surveys.is_empty());
 
-    server.publish(&case_resolved(id, base())).await;
+    server.publish(streams::INTAKE, &case_resolved(id, base())).await;
     let surveys = server.client.list_surveys(list(id)).await.unwrap().into_inner().surveys;
     assert_eq!(surveys.len(), 1);
     let survey = surveys[0].clone();
@@ -143,7 +61,7 @@ async fn a_resolved_case_gets_one_survey_that_takes_one_answer() {
     assert_eq!(e.survey_id, survey.survey_id);
 
     // Resolved again (another event): still one survey.
-    server.publish(&case_resolved(id, base())).await;
+    server.publish(streams::INTAKE, &case_resolved(id, base())).await;
     let again = server.client.list_surveys(list(id)).await.unwrap().into_inner().surveys;
     assert_eq!(again, std::slice::from_ref(&survey));
 
@@ -174,7 +92,7 @@ async fn a_resolved_case_gets_one_survey_that_takes_one_answer() {
 
 #[tokio::test]
 async fn bad_requests_name_the_field_and_unknown_surveys_are_not_found() {
-    let mut server = Server::start().await;
+    let mut server = start().await;
     let c = &mut server.client;
     let some_survey = || Some(common::SurveyId { value: SurveyId::new().to_string() });
 
@@ -214,31 +132,11 @@ async fn bad_requests_name_the_field_and_unknown_surveys_are_not_found() {
 #[tokio::test]
 async fn run_serves_on_its_own_bus_until_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = detour_server::Settings {
-        database_url: Some(detour_storage::testing::fresh_sqlite_url(dir.path())),
-        events_url: "inproc://".into(),
-        ..Default::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        detour_feedback::run(&settings, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    let health = HealthClient::new(channel);
-    eventually(Duration::from_secs(10), "feedback to serve", || {
-        let mut health = health.clone();
-        async move {
-            let req = HealthCheckRequest { service: detour_proto::service_names::FEEDBACK.into() };
-            let status = health.check(req).await.ok()?.into_inner().status;
-            (status == ServingStatus::Serving as i32).then_some(())
-        }
-    })
+    let server = detour_testkit::Server::run_with(
+        sqlite_settings(dir.path()),
+        |settings, listener, stop| async move { detour_feedback::run(&settings, listener, stop).await },
+    )
     .await;
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), task).await.expect("stops in time").unwrap().unwrap();
+    server.wait_serving(detour_proto::service_names::FEEDBACK).await;
+    server.stop().await;
 }

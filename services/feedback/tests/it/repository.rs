@@ -10,48 +10,22 @@ use detour_feedback::error::FeedbackError;
 use detour_feedback::grpc::survey_answered;
 use detour_feedback::model::{Answer, Applied, Score, Survey, SurveyStatus};
 use detour_feedback::repo::{self, FeedbackRepository};
-use detour_proto::events::v1::Envelope;
 use detour_proto::events::v1::envelope::Event;
-use detour_storage::{Db, DbSettings};
-use prost::Message;
+use detour_testkit::{Backend, TestDb, event_id, outbox};
 
-use crate::common::{at, base, event_id};
+use crate::common::{at, base};
 
 pub struct Store {
     repo: Arc<dyn FeedbackRepository>,
-    db: Db,
-    _dir: tempfile::TempDir,
+    db: TestDb,
+}
+
+async fn store(backend: Backend) -> Store {
+    let db = TestDb::fresh(backend, detour_feedback::NAME, detour_feedback::MIGRATIONS).await;
+    Store { repo: repo::for_db(&db, None), db }
 }
 
 impl Store {
-    async fn open(url: String, dir: tempfile::TempDir) -> Self {
-        let db = detour_storage::connect(&DbSettings::new(url, detour_feedback::NAME)).await.unwrap();
-        detour_storage::migrate(&db, detour_feedback::NAME, detour_feedback::MIGRATIONS).await.unwrap();
-        Self { repo: repo::for_db(&db, None), db, _dir: dir }
-    }
-
-    pub async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        Self::open(detour_storage::testing::fresh_sqlite_url(dir.path()), dir).await
-    }
-
-    pub async fn postgres() -> Self {
-        let url = detour_storage::testing::fresh_postgres_url().await.unwrap();
-        Self::open(url, tempfile::tempdir().unwrap()).await
-    }
-
-    /// Every outbox row, oldest first, with its envelope decoded.
-    async fn outbox(&self) -> Vec<(String, Envelope)> {
-        const SQL: &str = "SELECT stream, payload FROM outbox ORDER BY seq";
-        let rows: Vec<(String, Vec<u8>)> = match &self.db {
-            Db::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
-            Db::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
-        };
-        rows.into_iter()
-            .map(|(stream, payload)| (stream, Envelope::decode(payload.as_slice()).unwrap()))
-            .collect()
-    }
-
     /// Sends a survey for `case_id` as a fresh `CaseResolved` would.
     async fn send(&self, case_id: CaseId) -> Survey {
         let survey = survey(case_id);
@@ -85,7 +59,7 @@ async fn applying_a_resolution_twice_sends_one_survey_with_one_event(s: Store) {
     let stored = s.repo.get_survey(survey.id).await.unwrap().unwrap();
     assert_eq!(stored, survey);
     assert_eq!(stored.status(), SurveyStatus::Sent);
-    let outbox = s.outbox().await;
+    let outbox = outbox(&s.db).await;
     assert_eq!(outbox.len(), 1, "one SurveySent, however often the event is applied");
     let (stream, env) = &outbox[0];
     assert_eq!(stream, streams::FEEDBACK);
@@ -104,7 +78,7 @@ async fn a_second_resolution_of_a_case_sends_no_second_survey(s: Store) {
     assert_eq!(outcome, Applied::Unchanged);
     assert_eq!(s.repo.list_surveys(case_id).await.unwrap(), [first]);
     assert_eq!(s.repo.get_survey(second.id).await.unwrap(), None);
-    assert_eq!(s.outbox().await.len(), 1);
+    assert_eq!(outbox(&s.db).await.len(), 1);
 }
 
 async fn a_survey_takes_one_answer(s: Store) {
@@ -120,7 +94,7 @@ async fn a_survey_takes_one_answer(s: Store) {
     assert!(matches!(err, FeedbackError::AlreadyAnswered(id) if id == sent.id), "{err:?}");
     assert_eq!(s.repo.get_survey(sent.id).await.unwrap(), Some(stored), "the first answer stands");
 
-    let outbox = s.outbox().await;
+    let outbox = outbox(&s.db).await;
     assert_eq!(outbox.len(), 2, "SurveySent and one SurveyAnswered");
     let (stream, env) = &outbox[1];
     assert_eq!(stream, streams::FEEDBACK);
@@ -142,7 +116,7 @@ async fn answering_an_unknown_survey_is_not_found(s: Store) {
     let err = s.repo.answer_survey(ghost.id, &a, &survey_answered(&ghost, &a)).await.unwrap_err();
     assert!(matches!(err, FeedbackError::NotFound(id) if id == ghost.id), "{err:?}");
     assert_eq!(s.repo.get_survey(ghost.id).await.unwrap(), None);
-    assert!(s.outbox().await.is_empty());
+    assert!(outbox(&s.db).await.is_empty());
 }
 
 async fn surveys_are_listed_per_case(s: Store) {
@@ -153,29 +127,8 @@ async fn surveys_are_listed_per_case(s: Store) {
     assert!(s.repo.list_surveys(CaseId::new()).await.unwrap().is_empty());
 }
 
-macro_rules! contract {
-    ($($test:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(super::Store::sqlite().await).await;
-                }
-            )+
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(super::Store::postgres().await).await;
-                }
-            )+
-        }
-    };
-}
-
-contract!(
+detour_testkit::both_backends!(
+    store;
     applying_a_resolution_twice_sends_one_survey_with_one_event,
     a_second_resolution_of_a_case_sends_no_second_survey,
     a_survey_takes_one_answer,

@@ -2,13 +2,13 @@
 
 use detour_domain::events::streams;
 use detour_domain::{CaseId, Severity};
-use detour_errors::field_violations_of;
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::{SupplierOutcome, envelope::Event};
 use detour_proto::supplier::v1 as pb;
+use detour_testkit::{next_event, observe, publish, violated_fields};
 use tonic::Code;
 
-use crate::common::{Server, at, next_event, observe, publish, triaged};
+use crate::common::{at, start, triaged};
 
 fn case_filter(case_id: CaseId) -> pb::ListSupplierRequestsRequest {
     pb::ListSupplierRequestsRequest {
@@ -23,12 +23,12 @@ fn request_id(value: &str) -> Option<common::SupplierRequestId> {
 
 fn fields(status: &tonic::Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    field_violations_of(status).into_iter().map(|v| v.field).collect()
+    violated_fields(status)
 }
 
 #[tokio::test]
 async fn a_triaged_case_that_needs_its_supplier_gets_one_request() {
-    let mut s = Server::start().await;
+    let mut s = start().await;
     let (mut emitted, observer) = observe(&s.bus, streams::SUPPLIER).await;
     let case_id = CaseId::new();
     publish(&s.bus, streams::TRIAGE, &triaged(case_id, at(1_796_000_000), Severity::Critical, true)).await;
@@ -77,7 +77,7 @@ async fn a_triaged_case_that_needs_its_supplier_gets_one_request() {
 
 #[tokio::test]
 async fn an_answer_closes_the_request_once_and_is_announced() {
-    let mut s = Server::start().await;
+    let mut s = start().await;
     let (mut emitted, observer) = observe(&s.bus, streams::SUPPLIER).await;
     let case_id = CaseId::new();
     publish(&s.bus, streams::TRIAGE, &triaged(case_id, at(1_796_000_000), Severity::Medium, true)).await;
@@ -131,7 +131,7 @@ async fn an_answer_closes_the_request_once_and_is_announced() {
 
 #[tokio::test]
 async fn bad_requests_name_their_fields_and_unknown_ids_are_not_found() {
-    let mut s = Server::start().await;
+    let mut s = start().await;
     let unknown = detour_domain::SupplierRequestId::new().to_string();
 
     let err =
@@ -205,7 +205,7 @@ async fn bad_requests_name_their_fields_and_unknown_ids_are_not_found() {
 
 #[tokio::test]
 async fn requests_page_newest_first_through_the_api() {
-    let mut s = Server::start().await;
+    let mut s = start().await;
     let cases = [CaseId::new(), CaseId::new(), CaseId::new()];
     for case_id in cases {
         publish(&s.bus, streams::TRIAGE, &triaged(case_id, at(1_796_000_000), Severity::High, true)).await;

@@ -7,7 +7,6 @@ use chrono::Duration;
 use detour_domain::events::streams;
 use detour_domain::{CaseCategory, CaseId, Instant, Severity, SupplierRequestId, wire};
 use detour_proto::events::v1::envelope::Event;
-use detour_storage::Db;
 use detour_supplier::consumer::GROUP;
 use detour_supplier::error::SupplierError;
 use detour_supplier::model::{
@@ -15,43 +14,22 @@ use detour_supplier::model::{
     SupplierRequest,
 };
 use detour_supplier::repo::{self, SupplierRepository};
+use detour_testkit::{Backend, TestDb, count_rows, outbox};
 
-use crate::common::{Backend, at, count, flight, outbox};
+use crate::common::{at, flight};
 
 pub struct Fixture {
     repo: Arc<dyn SupplierRepository>,
-    db: Db,
-    _dir: tempfile::TempDir,
+    db: TestDb,
 }
 
 async fn fixture(backend: Backend) -> Fixture {
-    let (db, dir) = crate::common::fresh_db(backend).await;
-    Fixture { repo: repo::for_db(&db, None), db, _dir: dir }
+    let db = TestDb::fresh(backend, detour_supplier::NAME, detour_supplier::MIGRATIONS).await;
+    Fixture { repo: repo::for_db(&db, None), db }
 }
 
-/// Runs each named suite function once per backend.
-macro_rules! contract {
-    ($($test:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(super::fixture(crate::common::Backend::Sqlite).await).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(super::fixture(crate::common::Backend::Postgres).await).await;
-                }
-            )+
-        }
-    };
-}
-
-contract!(
+detour_testkit::both_backends!(
+    fixture;
     applying_a_triage_event_twice_opens_one_request_and_emits_once,
     a_case_keeps_its_first_request_when_triaged_again,
     an_open_request_is_answered_once,
@@ -101,8 +79,8 @@ async fn applying_a_triage_event_twice_opens_one_request_and_emits_once(f: Fixtu
     let again = NewSupplierRequest { id: SupplierRequestId::new(), ..new.clone() };
     assert_eq!(open(&f, "evt-1", again).await, Opened::AlreadyProcessed);
 
-    assert_eq!(count(&f.db, "supplier_requests").await, 1);
-    assert_eq!(count(&f.db, "outbox").await, 1);
+    assert_eq!(count_rows(&f.db, "supplier_requests").await, 1);
+    assert_eq!(count_rows(&f.db, "outbox").await, 1);
     let events = outbox(&f.db).await;
     assert_eq!(events[0].0, streams::SUPPLIER);
     let Some(Event::SupplierRequestOpened(e)) = events[0].1.event.as_ref() else {
@@ -130,10 +108,10 @@ async fn a_case_keeps_its_first_request_when_triaged_again(f: Fixture) {
     let second = new_request(case_id, "MU", at(1_796_000_100));
     assert_eq!(open(&f, "evt-2", second).await, Opened::CaseHasRequest(first_id));
 
-    assert_eq!(count(&f.db, "supplier_requests").await, 1);
-    assert_eq!(count(&f.db, "outbox").await, 1);
+    assert_eq!(count_rows(&f.db, "supplier_requests").await, 1);
+    assert_eq!(count_rows(&f.db, "outbox").await, 1);
     // The second event counts as handled, so a redelivery of it is skipped early.
-    assert_eq!(count(&f.db, "processed_events").await, 2);
+    assert_eq!(count_rows(&f.db, "processed_events").await, 2);
     let stored = f.repo.get_request(first_id).await.unwrap().unwrap();
     assert_eq!(stored.supplier_code, "CA");
 }
@@ -160,7 +138,7 @@ async fn an_open_request_is_answered_once(f: Fixture) {
 
     let err = record(&f, &request, answer(SupplierOutcome::FaultAccepted)).await.unwrap_err();
     assert!(matches!(err, SupplierError::AlreadyAnswered(x) if x == id), "{err:?}");
-    assert_eq!(count(&f.db, "outbox").await, 2);
+    assert_eq!(count_rows(&f.db, "outbox").await, 2);
     let kept = f.repo.get_request(id).await.unwrap().unwrap();
     assert_eq!(kept.answer.unwrap().outcome, SupplierOutcome::ExtraordinaryCircumstances);
 }
@@ -182,7 +160,7 @@ async fn answering_an_unknown_request_is_not_found(f: Fixture) {
     let err = record(&f, &ghost, answer(SupplierOutcome::Disputed)).await.unwrap_err();
     assert!(matches!(err, SupplierError::RequestNotFound(x) if x == new.id), "{err:?}");
     assert!(f.repo.get_request(new.id).await.unwrap().is_none());
-    assert_eq!(count(&f.db, "outbox").await, 0);
+    assert_eq!(count_rows(&f.db, "outbox").await, 0);
 }
 
 async fn pages_are_newest_first_and_filters_combine(f: Fixture) {

@@ -1,8 +1,5 @@
 //! Helpers shared by the repository and gRPC tests.
 
-use std::future::Future;
-use std::time::Duration;
-
 use detour_domain::{CaseId, Instant, events, time};
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::{CaseOpened, CaseResolved, Envelope, envelope::Event};
@@ -16,18 +13,10 @@ pub fn base() -> Instant {
     at(1_790_000_000_000_000)
 }
 
+/// The usual flight, departing a day after [`base`].
 pub fn flight_segment() -> common::Segment {
-    common::Segment {
-        kind: common::SegmentKind::Flight as i32,
-        supplier_code: "CA".into(),
-        service_reference: "CA981".into(),
-        origin: "PEK".into(),
-        destination: "JFK".into(),
-        starts_at: Some(prost_types::Timestamp { seconds: 1_790_100_000, nanos: 0 }),
-        ends_at: None,
-        booking_reference: "PNR123".into(),
-        price: None,
-    }
+    let starts_at = Some(prost_types::Timestamp { seconds: 1_790_100_000, nanos: 0 });
+    common::Segment { starts_at, ..detour_testkit::flight_segment() }
 }
 
 /// Intake's `CaseOpened` for a new case.
@@ -64,24 +53,4 @@ pub fn case_resolved(case_id: CaseId, resolved_at: Instant) -> Envelope {
             resolved_at: Some(time::to_proto(resolved_at)),
         }),
     )
-}
-
-pub fn event_id(env: &Envelope) -> String {
-    env.event_id.as_ref().unwrap().value.clone()
-}
-
-/// Polls `check` until it returns Some, failing the test after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -7,50 +7,25 @@ use detour_domain::events::streams;
 use detour_domain::{CaseCategory, CaseId, Instant, Severity, time, wire};
 use detour_proto::events::v1::Envelope;
 use detour_proto::events::v1::envelope::Event;
-use detour_storage::{Db, DbSettings};
+use detour_testkit::{Backend, TestDb, event_id, outbox};
 use detour_triage::consumer::{GROUP, case_triaged};
 use detour_triage::error::TriageError;
 use detour_triage::model::{Applied, Cursor, Queue, Triage};
 use detour_triage::repo::{self, TriageRepository};
-use prost::Message;
 
 use crate::common::{at, base, flight_segment};
 
 pub struct Store {
     repo: Arc<dyn TriageRepository>,
-    db: Db,
-    _dir: tempfile::TempDir,
+    db: TestDb,
+}
+
+async fn store(backend: Backend) -> Store {
+    let db = TestDb::fresh(backend, detour_triage::NAME, detour_triage::MIGRATIONS).await;
+    Store { repo: repo::for_db(&db, None), db }
 }
 
 impl Store {
-    async fn open(url: String, dir: tempfile::TempDir) -> Self {
-        let db = detour_storage::connect(&DbSettings::new(url, detour_triage::NAME)).await.unwrap();
-        detour_storage::migrate(&db, detour_triage::NAME, detour_triage::MIGRATIONS).await.unwrap();
-        Self { repo: repo::for_db(&db, None), db, _dir: dir }
-    }
-
-    pub async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        Self::open(detour_storage::testing::fresh_sqlite_url(dir.path()), dir).await
-    }
-
-    pub async fn postgres() -> Self {
-        let url = detour_storage::testing::fresh_postgres_url().await.unwrap();
-        Self::open(url, tempfile::tempdir().unwrap()).await
-    }
-
-    /// Every outbox row, oldest first, with its envelope decoded.
-    async fn outbox(&self) -> Vec<(String, Envelope)> {
-        const SQL: &str = "SELECT stream, payload FROM outbox ORDER BY seq";
-        let rows: Vec<(String, Vec<u8>)> = match &self.db {
-            Db::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
-            Db::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await.unwrap(),
-        };
-        rows.into_iter()
-            .map(|(stream, payload)| (stream, Envelope::decode(payload.as_slice()).unwrap()))
-            .collect()
-    }
-
     /// Stores `t` as a fresh event would, and answers the event.
     async fn record(&self, t: &Triage) -> Envelope {
         let event = triaged(t);
@@ -63,10 +38,6 @@ impl Store {
 fn triaged(t: &Triage) -> Envelope {
     let segment = wire::segment_from_proto(&flight_segment()).unwrap();
     case_triaged(t, &segment)
-}
-
-fn event_id(env: &Envelope) -> String {
-    env.event_id.as_ref().unwrap().value.clone()
 }
 
 /// A triage in `queue` whose first response is due `due_minutes` after the base instant.
@@ -98,7 +69,7 @@ async fn applying_a_triage_twice_stores_it_once_with_one_event(s: Store) {
     assert_eq!(again, Applied::Unchanged);
 
     assert_eq!(s.repo.get_triage(t.case_id).await.unwrap(), Some(t.clone()));
-    let outbox = s.outbox().await;
+    let outbox = outbox(&s.db).await;
     assert_eq!(outbox.len(), 1, "one CaseTriaged, however often the event is applied");
     let (stream, stored) = &outbox[0];
     assert_eq!(stream, streams::TRIAGE);
@@ -122,7 +93,7 @@ async fn a_second_opening_of_a_case_keeps_the_first_verdict(s: Store) {
     let outcome = s.repo.record_triage(GROUP, &event_id(&event), &second, &event).await.unwrap();
     assert_eq!(outcome, Applied::Unchanged);
     assert_eq!(s.repo.get_triage(first.case_id).await.unwrap(), Some(first));
-    assert_eq!(s.outbox().await.len(), 1);
+    assert_eq!(outbox(&s.db).await.len(), 1);
 }
 
 async fn resolving_takes_a_case_out_of_its_queue_once(s: Store) {
@@ -143,7 +114,7 @@ async fn resolving_takes_a_case_out_of_its_queue_once(s: Store) {
     let (open, next) = s.repo.list_queue(Queue::Air, None, 50).await.unwrap();
     assert_eq!(open.iter().map(|t| t.case_id).collect::<Vec<_>>(), [b.case_id]);
     assert_eq!(next, None);
-    assert_eq!(s.outbox().await.len(), 2, "resolving emits nothing");
+    assert_eq!(outbox(&s.db).await.len(), 2, "resolving emits nothing");
 }
 
 async fn resolving_an_unknown_case_is_not_found_and_keeps_nothing(s: Store) {
@@ -196,32 +167,11 @@ async fn queues_list_open_cases_most_urgent_first_across_pages(s: Store) {
 
 async fn an_unknown_case_has_no_triage(s: Store) {
     assert_eq!(s.repo.get_triage(CaseId::new()).await.unwrap(), None);
-    assert!(s.outbox().await.is_empty());
+    assert!(outbox(&s.db).await.is_empty());
 }
 
-macro_rules! contract {
-    ($($test:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(super::Store::sqlite().await).await;
-                }
-            )+
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(super::Store::postgres().await).await;
-                }
-            )+
-        }
-    };
-}
-
-contract!(
+detour_testkit::both_backends!(
+    store;
     applying_a_triage_twice_stores_it_once_with_one_event,
     a_second_opening_of_a_case_keeps_the_first_verdict,
     resolving_takes_a_case_out_of_its_queue_once,

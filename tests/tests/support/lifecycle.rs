@@ -14,9 +14,8 @@ use detour_proto::supplier::v1 as sup;
 use detour_proto::supplier::v1::supplier_service_client::SupplierServiceClient;
 use detour_proto::triage::v1 as tri;
 use detour_proto::triage::v1::triage_service_client::TriageServiceClient;
+use detour_testkit::eventually;
 use tonic::transport::Channel;
-
-use crate::eventually;
 
 const STEP: Duration = Duration::from_secs(20);
 
@@ -63,15 +62,10 @@ pub fn cancelled_flight(idempotency_key: &str, name: &str) -> intake::OpenCaseRe
             preferred_language: "en".into(),
         }),
         segment: Some(common::Segment {
-            kind: common::SegmentKind::Flight as i32,
-            supplier_code: "CA".into(),
-            service_reference: "CA981".into(),
-            origin: "PEK".into(),
-            destination: "JFK".into(),
             starts_at: Some(prost_types::Timestamp { seconds: 1_796_290_800, nanos: 0 }),
-            ends_at: None,
             booking_reference: "PNR7Q2".into(),
             price: Some(common::Money { amount_minor: 520_000, currency: "CNY".into() }),
+            ..detour_testkit::flight_segment()
         }),
         channel: common::Channel::Phone as i32,
         description:

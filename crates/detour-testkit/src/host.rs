@@ -1,0 +1,154 @@
+//! Hosts started in-process, the way the binaries start them, and stopped the way SIGTERM stops
+//! them.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use detour_events::EventBus;
+use detour_proto::events::v1::Envelope;
+use detour_server::{HostError, ServiceModule, Settings};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::eventually;
+
+/// How long a host may take to report every module SERVING.
+const SERVING_WITHIN: Duration = Duration::from_secs(30);
+
+/// How long stopping may take beyond the drain timeout: cancelling relays and consumers, closing
+/// databases.
+const STOP_SLACK: Duration = Duration::from_secs(10);
+
+/// Settings for tests: quiet, quick to drain.
+pub fn test_settings() -> Settings {
+    Settings { drain_timeout_secs: 5, log: "warn".into(), ..Settings::default() }
+}
+
+/// [`test_settings`] on a new SQLite file in `dir` (which must outlive the host) and an
+/// in-process bus.
+pub fn sqlite_settings(dir: &Path) -> Settings {
+    Settings {
+        database_url: Some(detour_storage::testing::fresh_sqlite_url(dir)),
+        events_url: "inproc://".into(),
+        ..test_settings()
+    }
+}
+
+/// A running host (one or several services) on a loopback port, until [`Server::stop`].
+pub struct Server {
+    pub url: String,
+    stop: CancellationToken,
+    stop_within: Duration,
+    task: JoinHandle<Result<(), HostError>>,
+}
+
+impl Server {
+    /// Serves `modules` with `bus` and returns once every module is SERVING.
+    pub async fn start(settings: &Settings, modules: &[ServiceModule], bus: Arc<dyn EventBus>) -> Server {
+        let server = Self::spawn(settings, modules, bus, None).await;
+        for module in modules {
+            server.wait_serving(module.grpc_service).await;
+        }
+        server
+    }
+
+    /// Serves `modules` with `bus` (and metrics on `metrics`, if given) without waiting for
+    /// health, for tests of what the host says before it serves.
+    pub async fn spawn(
+        settings: &Settings,
+        modules: &[ServiceModule],
+        bus: Arc<dyn EventBus>,
+        metrics: Option<TcpListener>,
+    ) -> Server {
+        let modules = modules.to_vec();
+        Self::run_with(settings.clone(), move |settings, listener, shutdown| async move {
+            detour_server::host::serve(&settings, &modules, bus, listener, metrics, shutdown).await
+        })
+        .await
+    }
+
+    /// Runs an entry point of one's own (a service's `run`) on a loopback listener until
+    /// [`Server::stop`]; like [`Server::spawn`], it does not wait for health.
+    pub async fn run_with<F, Fut>(settings: Settings, entry: F) -> Server
+    where
+        F: FnOnce(Settings, TcpListener, WaitForCancellationFutureOwned) -> Fut,
+        Fut: Future<Output = Result<(), HostError>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let stop_within = settings.drain_timeout() + STOP_SLACK;
+        let task = tokio::spawn(entry(settings, listener, stop.clone().cancelled_owned()));
+        Server { url, stop, stop_within, task }
+    }
+
+    /// Waits until grpc.health.v1 says `service` is SERVING.
+    pub async fn wait_serving(&self, service: &str) {
+        let what = format!("{service} at {} to become SERVING", self.url);
+        eventually(&what, SERVING_WITHIN, || async {
+            let channel = Channel::from_shared(self.url.clone()).unwrap().connect().await.ok()?;
+            let request = HealthCheckRequest { service: service.to_owned() };
+            let status = HealthClient::new(channel).check(request).await.ok()?.into_inner().status;
+            (status == ServingStatus::Serving as i32).then_some(())
+        })
+        .await;
+    }
+
+    /// A new connection to the host.
+    pub async fn channel(&self) -> Channel {
+        let what = format!("a connection to {}", self.url);
+        eventually(&what, Duration::from_secs(10), || async {
+            Channel::from_shared(self.url.clone()).unwrap().connect().await.ok()
+        })
+        .await
+    }
+
+    /// SIGTERM-equivalent: the host's full shutdown sequence, which must end cleanly and in
+    /// time.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let ended = tokio::time::timeout(self.stop_within, self.task).await;
+        let served =
+            ended.unwrap_or_else(|_| panic!("{} did not stop within {:?}", self.url, self.stop_within));
+        served.unwrap().unwrap();
+    }
+}
+
+/// One service alone, as its own tests run it: a fresh SQLite file, an in-process bus shared
+/// with the test, and a client of the service's API.
+pub struct Service<C> {
+    pub client: C,
+    pub bus: Arc<dyn EventBus>,
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
+impl<C> Service<C> {
+    /// Starts `module` and returns once it is SERVING; `client` makes its API client (e.g.
+    /// `TriageServiceClient::new`).
+    pub async fn start(module: ServiceModule, client: impl FnOnce(Channel) -> C) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = detour_events::connect_bus("inproc://").unwrap();
+        let server = Server::start(&sqlite_settings(dir.path()), &[module], bus.clone()).await;
+        let client = client(server.channel().await);
+        Self { client, bus, server, _dir: dir }
+    }
+
+    /// Publishes `env` on `stream` as another service's relay would (see [`crate::publish`]).
+    pub async fn publish(&self, stream: &str, env: &Envelope) {
+        crate::publish(&self.bus, stream, env).await;
+    }
+
+    /// Drops the client and stops the host (see [`Server::stop`]).
+    pub async fn stop(self) {
+        drop(self.client);
+        self.server.stop().await;
+    }
+}
