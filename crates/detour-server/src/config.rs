@@ -32,8 +32,19 @@ const KEYS: &[&str] = &[
     "drain_timeout_secs",
     "request_timeout_secs",
     "concurrency_limit",
+    "queue_wait_ms",
+    "max_request_bytes",
+    "max_concurrent_streams",
+    "http2_keepalive_interval_secs",
+    "http2_keepalive_timeout_secs",
     "db_max_connections",
 ];
+
+/// The largest request message a generated tonic server decodes unless the service raises it
+/// (`max_decoding_message_size`, 4 MiB); a larger `max_request_bytes` could never take effect.
+pub const MAX_REQUEST_BYTES_CEILING: usize = 4 * 1024 * 1024;
+/// The smallest `max_request_bytes` accepted: below it health checks and reflection stop working.
+const MAX_REQUEST_BYTES_FLOOR: usize = 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,8 +70,26 @@ pub struct Settings {
     pub drain_timeout_secs: u64,
     /// Deadline for one gRPC call.
     pub request_timeout_secs: u64,
-    /// Calls served at once per process; the rest wait (backpressure rather than collapse).
+    /// Calls served at once per process (health checks aside). A call over the limit waits up
+    /// to `queue_wait_ms` for a slot, then is refused with `UNAVAILABLE` (load shedding: a
+    /// crisis spike gets quick, retryable refusals instead of a queue that only grows).
     pub concurrency_limit: usize,
+    /// How long a call may wait for a slot under `concurrency_limit` before it is shed; 0 sheds
+    /// as soon as the limit is reached. Less than the request timeout.
+    pub queue_wait_ms: u64,
+    /// The largest request message accepted, in bytes as sent (the length in the gRPC frame
+    /// prefix), on every route including gRPC-Web; larger ones are refused with
+    /// `RESOURCE_EXHAUSTED` as soon as the prefix arrives. At most 4 MiB (the generated servers'
+    /// own decoding limit).
+    pub max_request_bytes: usize,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: calls one connection may have open at once;
+    /// clients queue the rest on their side.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 PING sent after this long without a frame, so dead peers and silently dropped
+    /// connections are found and idle connections survive middleboxes' idle timeouts.
+    pub http2_keepalive_interval_secs: u64,
+    /// A connection whose PING is not acknowledged within this is closed.
+    pub http2_keepalive_timeout_secs: u64,
     /// Connections per service to its database.
     pub db_max_connections: u32,
 }
@@ -80,6 +109,11 @@ impl Default for Settings {
             drain_timeout_secs: 20,
             request_timeout_secs: 30,
             concurrency_limit: 1024,
+            queue_wait_ms: 100,
+            max_request_bytes: MAX_REQUEST_BYTES_CEILING,
+            max_concurrent_streams: 200,
+            http2_keepalive_interval_secs: 30,
+            http2_keepalive_timeout_secs: 10,
             db_max_connections: 10,
         }
     }
@@ -140,6 +174,8 @@ impl Settings {
         for (setting, value) in [
             ("DETOUR_DRAIN_TIMEOUT_SECS", self.drain_timeout_secs),
             ("DETOUR_REQUEST_TIMEOUT_SECS", self.request_timeout_secs),
+            ("DETOUR_HTTP2_KEEPALIVE_INTERVAL_SECS", self.http2_keepalive_interval_secs),
+            ("DETOUR_HTTP2_KEEPALIVE_TIMEOUT_SECS", self.http2_keepalive_timeout_secs),
         ] {
             if value == 0 || value > 3600 {
                 return Err(ConfigError::Invalid {
@@ -151,6 +187,31 @@ impl Settings {
         if self.concurrency_limit == 0 {
             return Err(ConfigError::Invalid {
                 setting: "DETOUR_CONCURRENCY_LIMIT",
+                problem: "must be at least 1".into(),
+            });
+        }
+        if self.queue_wait_ms >= self.request_timeout_secs.saturating_mul(1000) {
+            return Err(ConfigError::Invalid {
+                setting: "DETOUR_QUEUE_WAIT_MS",
+                problem: format!(
+                    "{} ms is not less than DETOUR_REQUEST_TIMEOUT_SECS ({} s)",
+                    self.queue_wait_ms, self.request_timeout_secs
+                ),
+            });
+        }
+        if !(MAX_REQUEST_BYTES_FLOOR..=MAX_REQUEST_BYTES_CEILING).contains(&self.max_request_bytes) {
+            return Err(ConfigError::Invalid {
+                setting: "DETOUR_MAX_REQUEST_BYTES",
+                problem: format!(
+                    "{} is not between {MAX_REQUEST_BYTES_FLOOR} and {MAX_REQUEST_BYTES_CEILING} (4 MiB, \
+                     the largest message the generated servers decode)",
+                    self.max_request_bytes
+                ),
+            });
+        }
+        if self.max_concurrent_streams == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "DETOUR_MAX_CONCURRENT_STREAMS",
                 problem: "must be at least 1".into(),
             });
         }
@@ -183,6 +244,18 @@ impl Settings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn queue_wait(&self) -> Duration {
+        Duration::from_millis(self.queue_wait_ms)
+    }
+
+    pub fn http2_keepalive_interval(&self) -> Duration {
+        Duration::from_secs(self.http2_keepalive_interval_secs)
+    }
+
+    pub fn http2_keepalive_timeout(&self) -> Duration {
+        Duration::from_secs(self.http2_keepalive_timeout_secs)
     }
 }
 
@@ -221,6 +294,50 @@ mod tests {
             jail.set_env("DETOUR_GRPC_ADDR", "not an address");
             let err = Settings::load(None).unwrap_err().to_string();
             assert!(err.to_lowercase().contains("grpc_addr"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_server_limits_are_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DETOUR_MAX_REQUEST_BYTES", "1048576");
+            jail.set_env("DETOUR_MAX_CONCURRENT_STREAMS", "50");
+            jail.set_env("DETOUR_QUEUE_WAIT_MS", "0");
+            jail.set_env("DETOUR_HTTP2_KEEPALIVE_INTERVAL_SECS", "60");
+            jail.set_env("DETOUR_HTTP2_KEEPALIVE_TIMEOUT_SECS", "5");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.max_request_bytes, 1 << 20);
+            assert_eq!(s.max_concurrent_streams, 50);
+            assert_eq!(s.queue_wait(), Duration::ZERO);
+            assert_eq!(s.http2_keepalive_interval(), Duration::from_secs(60));
+            assert_eq!(s.http2_keepalive_timeout(), Duration::from_secs(5));
+            let defaults = Settings::default();
+            assert_eq!(defaults.max_request_bytes, 4 * 1024 * 1024);
+            defaults.validate().map_err(|e| e.to_string())?;
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_server_limit_is_named() {
+        figment::Jail::expect_with(|jail| {
+            for (setting, value, problem) in [
+                ("DETOUR_MAX_REQUEST_BYTES", "4194305", "4194304"),
+                ("DETOUR_MAX_REQUEST_BYTES", "100", "1024"),
+                ("DETOUR_MAX_REQUEST_BYTES", "-1", "invalid value"),
+                ("DETOUR_MAX_CONCURRENT_STREAMS", "0", "at least 1"),
+                ("DETOUR_QUEUE_WAIT_MS", "30000", "DETOUR_REQUEST_TIMEOUT_SECS"),
+                ("DETOUR_HTTP2_KEEPALIVE_INTERVAL_SECS", "0", "between 1 and 3600"),
+                ("DETOUR_HTTP2_KEEPALIVE_TIMEOUT_SECS", "7200", "between 1 and 3600"),
+            ] {
+                jail.clear_env();
+                jail.set_env(setting, value);
+                let err = Settings::load(None).unwrap_err().to_string();
+                // figment names a value it cannot parse by its key, in lower case.
+                assert!(err.to_uppercase().contains(setting.trim_start_matches("DETOUR_")), "{err}");
+                assert!(err.contains(problem), "{setting}={value}: {err}");
+            }
             Ok(())
         });
     }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -21,6 +21,7 @@ use detour_events::metrics::EventMetrics;
 use detour_telemetry::{GrpcMetrics, GrpcTraceLayer, Metrics};
 
 use crate::Settings;
+use crate::limits::{AdmissionLayer, RequestSizeLimitLayer};
 use crate::module::{BuildContext, BuildError, BusDependency, Dependency, ServiceModule, ServicePart};
 
 /// How often dependencies are re-checked once serving.
@@ -115,22 +116,14 @@ pub async fn serve(
         tokio::spawn(health_loop(reporter.clone(), grpc_names.clone(), dependencies, health_stop.clone()));
 
     let drain = CancellationToken::new();
-    let server = {
-        let drain = drain.clone();
-        let incoming = TcpListenerStream::new(grpc_listener);
-        let server = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .timeout(settings.request_timeout())
-            .layer(GrpcTraceLayer::new(grpc_metrics))
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(settings.concurrency_limit))
-            .layer(tonic_web::GrpcWebLayer::new())
-            .add_routes(routes);
-        tokio::spawn(
-            async move { server.serve_with_incoming_shutdown(incoming, drain.cancelled_owned()).await },
-        )
-    };
+    let mut server = tokio::spawn(serve_grpc(
+        settings,
+        routes,
+        grpc_metrics,
+        grpc_listener,
+        drain.clone().cancelled_owned(),
+    ));
 
-    let mut server = server;
     let early_exit = tokio::select! {
         () = shutdown => None,
         result = &mut server => Some(result),
@@ -166,6 +159,47 @@ pub async fn serve(
         Ok(result) => result.map_err(HostError::from),
         Err(join) => Err(HostError::Task(format!("server task failed: {join}"))),
     }
+}
+
+/// Paths never held back by the concurrency limit: readiness must follow the dependencies, not
+/// a momentary spike, or a busy replica is taken out of rotation and its load moves onto
+/// replicas that are just as busy.
+const UNLIMITED_PATHS: &[&str] = &["/grpc.health.v1.Health/"];
+
+/// Serves `routes` on `listener` with every protection the host gives each service, until
+/// `shutdown` resolves and in-flight calls have finished.
+///
+/// Outermost first: tonic's per-call timeout (the shorter of `request_timeout_secs` and the
+/// caller's `grpc-timeout`), the span and RED metrics of each call, gRPC-Web translation, the
+/// request message size limit, then the concurrency limit with load shedding. The limits sit
+/// inside the timeout, so waiting for a slot counts against the call's deadline; inside the
+/// metrics, so refused calls are counted with their codes (`RESOURCE_EXHAUSTED`,
+/// `UNAVAILABLE`); and inside gRPC-Web, so gRPC-Web callers get their refusals in gRPC-Web
+/// framing. On the connection: at most `max_concurrent_streams` calls per HTTP/2 connection,
+/// HTTP/2 keepalive pings, TCP keepalive (HTTP/1.1 gRPC-Web connections have no pings) and
+/// `TCP_NODELAY`.
+pub fn serve_grpc(
+    settings: &Settings,
+    routes: tonic::service::Routes,
+    grpc_metrics: GrpcMetrics,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(settings.http2_keepalive_interval()));
+    let router = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .timeout(settings.request_timeout())
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .http2_keepalive_interval(Some(settings.http2_keepalive_interval()))
+        .http2_keepalive_timeout(Some(settings.http2_keepalive_timeout()))
+        .layer(GrpcTraceLayer::new(grpc_metrics))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(RequestSizeLimitLayer::new(settings.max_request_bytes))
+        .layer(AdmissionLayer::new(settings.concurrency_limit, settings.queue_wait(), UNLIMITED_PATHS))
+        .add_routes(routes);
+    router.serve_with_incoming_shutdown(incoming, shutdown)
 }
 
 async fn stop_parts(parts: Vec<ServicePart>) {

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod host;
+pub mod limits;
 pub mod module;
 pub mod process;
 
