@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use detour_proto::intake::v1 as intake;
 use detour_server::Settings;
+use detour_testkit::Role;
 use detour_testkit::{Server, test_settings, violated_fields};
 use support::lifecycle::{self, Clients, cancelled_flight};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -122,8 +123,9 @@ async fn grpc_web_reaches_the_services_over_http1() {
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
     frame.extend_from_slice(&body);
+    let token = detour_testkit::token(&server.issuer, "agent-web", &[Role::Agent]);
     let head = format!(
-        "POST /detour.intake.v1.IntakeService/ListCases HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /detour.intake.v1.IntakeService/ListCases HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         frame.len()
     );
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -211,5 +213,61 @@ async fn invalid_input_is_answered_with_every_field_violation_and_writes_nothing
         .unwrap_err();
     let fields = violated_fields(&status);
     assert_eq!(fields, ["page_size", "page_token"]);
+    server.stop().await;
+}
+
+/// Every `detour.*` RPC needs a token and the right role, through the real server; health and
+/// reflection stay open (see the policy table test in detour-auth for every RPC and role).
+#[tokio::test]
+async fn calls_need_a_token_and_a_role_the_policy_allows() {
+    use detour_proto::compensation::v1 as comp;
+    use detour_proto::compensation::v1::compensation_service_client::CompensationServiceClient;
+    use detour_proto::intake::v1::intake_service_client::IntakeServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start(&embedded(&dir), detour_cli::MODULES, detour_events::connect_bus("inproc://").unwrap())
+            .await;
+
+    let anonymous = IntakeServiceClient::new(server.raw_channel().await)
+        .list_cases(intake::ListCasesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+
+    let forged = detour_testkit::Bearer::new("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.");
+    let status = IntakeServiceClient::with_interceptor(server.raw_channel().await, forged)
+        .list_cases(intake::ListCasesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    // A partner may answer supplier requests, not read the case desk.
+    let partner = IntakeServiceClient::new(server.channel_as("airline-ca", &[Role::Partner]).await)
+        .list_cases(intake::ListCasesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(partner.code(), tonic::Code::PermissionDenied);
+
+    // An agent opens cases but may not accept an offer on the traveler's behalf.
+    let mut agent = Clients::single(server.channel_as("agent-7", &[Role::Agent]).await);
+    agent.intake.open_case(cancelled_flight("auth-1", "Wang Fang")).await.unwrap();
+    let accept = CompensationServiceClient::new(server.channel_as("agent-7", &[Role::Agent]).await)
+        .accept_offer(comp::AcceptOfferRequest { offer_id: None })
+        .await
+        .unwrap_err();
+    assert_eq!(accept.code(), tonic::Code::PermissionDenied);
+    // Finance may: the request then reaches the handler, which validates it.
+    let accept = CompensationServiceClient::new(server.channel_as("fin-2", &[Role::Finance]).await)
+        .accept_offer(comp::AcceptOfferRequest { offer_id: None })
+        .await
+        .unwrap_err();
+    assert_eq!(accept.code(), tonic::Code::InvalidArgument);
+
+    let health = HealthClient::new(server.raw_channel().await)
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap();
+    assert_eq!(health.into_inner().status, ServingStatus::Serving as i32);
     server.stop().await;
 }

@@ -45,7 +45,15 @@ impl Distributed {
     async fn start(redis_db: u8) -> Self {
         let pg = detour_storage::testing::fresh_postgres_url().await.unwrap();
         let redis_url = fresh_redis(redis_db).await;
-        let settings = Settings { database_url: Some(pg), events_url: redis_url.clone(), ..test_settings() };
+        // A PostgreSQL host refuses the development issuer: trust an issuer over HTTP, as in
+        // production.
+        let settings = Settings {
+            database_url: Some(pg),
+            events_url: redis_url.clone(),
+            auth_dev_issuer: false,
+            auth_issuers: vec![detour_testkit::jwks_issuer().await],
+            ..test_settings()
+        };
         let mut servers = Vec::new();
         for module in detour_cli::MODULES {
             servers.push((module.name, Self::start_one(&settings, &redis_url, module.name).await));
@@ -61,7 +69,7 @@ impl Distributed {
 
     /// The service's channel; a stopped service's calls go to intake, which answers
     /// UNIMPLEMENTED, as a load balancer with no endpoint would fail them.
-    async fn channel(&self, name: &str) -> tonic::transport::Channel {
+    async fn channel(&self, name: &str) -> detour_testkit::Channel {
         let server = self
             .servers
             .iter()

@@ -11,6 +11,9 @@ use detour_proto::common::v1 as common;
 use detour_proto::intake::v1 as pb;
 use detour_proto::intake::v1::intake_service_client::IntakeServiceClient;
 use serde_json::{Value, json};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel as GrpcChannel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +71,52 @@ pub struct OpenArgs {
     pub idempotency_key: Option<String>,
 }
 
-async fn connect(server: &str) -> Result<IntakeServiceClient<GrpcChannel>, String> {
-    IntakeServiceClient::connect(server.to_owned()).await.map_err(|e| format!("cannot reach {server}: {e}"))
+/// Where the suite answers, and the token to call it with.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub token: Option<String>,
+}
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Client = IntakeServiceClient<InterceptedService<GrpcChannel, Bearer>>;
+
+async fn connect(target: &Target) -> Result<Client, String> {
+    let bearer = match &target.token {
+        Some(t) => Some(
+            format!("Bearer {}", t.trim())
+                .parse()
+                .map_err(|_| "the token has characters a header cannot carry".to_owned())?,
+        ),
+        None => None,
+    };
+    let channel = GrpcChannel::from_shared(target.url.clone())
+        .map_err(|e| format!("bad server address {}: {e}", target.url))?
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach {}: {e}", target.url))?;
+    Ok(IntakeServiceClient::with_interceptor(channel, Bearer(bearer)))
 }
 
 fn describe(status: tonic::Status) -> String {
     let mut out = format!("{:?}: {}", status.code(), status.message());
+    if status.code() == tonic::Code::Unauthenticated {
+        out.push_str(
+            "\n  (pass --token or set DETOUR_TOKEN; `detour token --role agent` mints one for detour dev)",
+        );
+    }
     for v in detour_errors::field_violations_of(&status) {
         out.push_str(&format!("\n  {}: {}", v.field, v.description));
     }
@@ -198,7 +241,7 @@ fn case_text(c: &pb::Case) -> String {
     out.trim_end().to_owned()
 }
 
-pub async fn open(server: &str, args: OpenArgs, output: Output) -> Result<String, String> {
+pub async fn open(server: &Target, args: OpenArgs, output: Output) -> Result<String, String> {
     let request = open_request(args)?;
     let mut client = connect(server).await?;
     let ack = client.open_case(request).await.map_err(describe)?.into_inner();
@@ -225,7 +268,7 @@ fn optional_enum<T: FromStr>(what: &str, raw: Option<String>, to: impl Fn(T) -> 
 }
 
 pub async fn list(
-    server: &str,
+    server: &Target,
     status: Option<String>,
     category: Option<String>,
     channel: Option<String>,
@@ -278,7 +321,7 @@ pub async fn list(
     })
 }
 
-pub async fn show(server: &str, case_id: &str, output: Output) -> Result<String, String> {
+pub async fn show(server: &Target, case_id: &str, output: Output) -> Result<String, String> {
     let mut client = connect(server).await?;
     let request = pb::GetCaseRequest { case_id: Some(common::CaseId { value: case_id.to_owned() }) };
     let case = client.get_case(request).await.map_err(describe)?.into_inner().case.ok_or("empty answer")?;
@@ -289,7 +332,7 @@ pub async fn show(server: &str, case_id: &str, output: Output) -> Result<String,
 }
 
 pub async fn resolve(
-    server: &str,
+    server: &Target,
     case_id: &str,
     resolution: &str,
     output: Output,

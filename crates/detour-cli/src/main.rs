@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
+use detour_auth::{DevIssuer, Role};
 use figment::Figment;
 use figment::providers::Serialized;
 
@@ -40,6 +43,20 @@ enum Command {
         #[arg(long, env = "DETOUR_CONFIG_FILE")]
         config: Option<PathBuf>,
     },
+    /// Mints a token from the development issuer (the one `detour dev` trusts).
+    Token {
+        /// agent, supervisor, finance, crisis_manager, admin or partner; repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Who the token speaks for.
+        #[arg(long, default_value = "dev-user")]
+        subject: String,
+        #[arg(long, default_value_t = 480)]
+        ttl_minutes: u64,
+        /// The data directory of the `detour dev` that should accept it.
+        #[arg(long, default_value = ".detour-data")]
+        data_dir: PathBuf,
+    },
     /// Work with cases from a terminal.
     Case {
         #[command(subcommand)]
@@ -50,6 +67,9 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long, global = true)]
         json: bool,
+        /// Bearer token for the calls (`detour token` mints one for `detour dev`).
+        #[arg(long, global = true, env = "DETOUR_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
 }
 
@@ -97,6 +117,8 @@ fn dev_defaults() -> Settings {
     Settings {
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
         metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        // Every call needs a token in `dev` too; the local issuer mints them.
+        auth_dev_issuer: true,
         ..Settings::default()
     }
 }
@@ -128,13 +150,20 @@ async fn main() -> ExitCode {
             if !settings.events_url.starts_with("inproc://") && settings.database_url.is_none() {
                 eprintln!("note: events go to {}, data stays in SQLite files", settings.events_url);
             }
-            if let Err(e) = settings.validate() {
+            if let Err(e) = settings.validate().and_then(|()| settings.validate_auth()) {
                 return fail(e);
             }
             println!("detour dev: all services on one address");
             println!("  gRPC (+ gRPC-Web, health, reflection): http://{}", settings.grpc_addr);
             println!("  metrics: http://{}/metrics", settings.metrics_addr);
             println!("  data: {}", settings.data_dir.display());
+            println!("  tokens (every detour.* call needs one):");
+            for role in ["agent", "supervisor", "finance", "crisis_manager", "admin"] {
+                println!(
+                    "    export DETOUR_TOKEN=$(detour token --role {role} --data-dir {})",
+                    settings.data_dir.display()
+                );
+            }
             println!("  try: detour case list --server http://{}", settings.grpc_addr);
             process::serve_until_signal(settings, detour_cli::MODULES, "detour-dev").await
         }
@@ -176,8 +205,30 @@ async fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Case { command, server, json } => {
+        Command::Token { roles, subject, ttl_minutes, data_dir } => {
+            let roles = match roles.iter().map(|r| r.parse::<Role>()).collect::<Result<Vec<_>, _>>() {
+                Ok(r) => r,
+                Err(e) => {
+                    return fail(format!(
+                        "{e}: one of agent, supervisor, finance, crisis_manager, admin, partner"
+                    ));
+                }
+            };
+            let issuer = match DevIssuer::load_or_create(&data_dir) {
+                Ok(i) => i,
+                Err(e) => return fail(e),
+            };
+            match issuer.mint(&subject, &roles, Duration::from_secs(ttl_minutes.saturating_mul(60))) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Case { command, server, json, token } => {
             let output = if json { Output::Json } else { Output::Text };
+            let server = client::Target { url: server, token };
             let result = match *command {
                 CaseCommand::Open(args) => client::open(&server, *args, output).await,
                 CaseCommand::List { status, category, channel, limit, page_token } => {

@@ -16,6 +16,8 @@ fn free_port() -> u16 {
 struct Dev {
     child: Child,
     server: String,
+    /// An agent's token from the development issuer of this `detour dev`.
+    token: String,
 }
 
 impl Dev {
@@ -39,13 +41,21 @@ impl Dev {
         // `detour dev` tells the person where it listens.
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut banner = String::new();
-        for _ in 0..3 {
+        for _ in 0..6 {
             stdout.read_line(&mut banner).unwrap();
         }
+        assert!(banner.contains("detour token --role"), "{banner}");
         assert!(banner.contains(&format!("127.0.0.1:{grpc}")), "{banner}");
         assert!(banner.contains(&format!("127.0.0.1:{metrics}/metrics")), "{banner}");
         let server = format!("http://127.0.0.1:{grpc}");
-        let dev = Dev { child, server };
+        let minted = Command::new(BIN)
+            .args(["token", "--role", "agent", "--data-dir"])
+            .arg(data_dir)
+            .output()
+            .unwrap();
+        assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+        let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+        let dev = Dev { child, server, token };
         dev.wait_until_answering();
         dev
     }
@@ -53,7 +63,7 @@ impl Dev {
     fn wait_until_answering(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if client(&self.server, &["case", "list"]).status.success() {
+            if client(&self.server, &self.token, &["case", "list"]).status.success() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -83,12 +93,12 @@ impl Drop for Dev {
     }
 }
 
-fn client(server: &str, args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).args(["--server", server]).output().unwrap()
+fn client(server: &str, token: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).args(["--server", server]).env("DETOUR_TOKEN", token).output().unwrap()
 }
 
-fn ok(server: &str, args: &[&str]) -> String {
-    let out = client(server, args);
+fn ok(dev: &Dev, args: &[&str]) -> String {
+    let out = client(&dev.server, &dev.token, args);
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -129,17 +139,17 @@ fn open_list_show_and_survive_a_restart() {
         "My flight CA981 was cancelled at the gate",
         "--json",
     ];
-    let ack: serde_json::Value = serde_json::from_str(&ok(&dev.server, &open)).unwrap();
+    let ack: serde_json::Value = serde_json::from_str(&ok(&dev, &open)).unwrap();
     let id = ack["case_id"].as_str().unwrap().to_owned();
     assert!(ack["case_number"].as_str().unwrap().starts_with("DT-"));
 
-    let list = ok(&dev.server, &["case", "list"]);
+    let list = ok(&dev, &["case", "list"]);
     assert!(list.contains(ack["case_number"].as_str().unwrap()), "{list}");
 
     // The case moves on through triage by itself; `show` prints its timeline.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let shown = ok(&dev.server, &["case", "show", &id]);
+        let shown = ok(&dev, &["case", "show", &id]);
         if shown.contains("case.triaged") {
             assert!(shown.contains("case.opened"), "{shown}");
             break;
@@ -149,7 +159,17 @@ fn open_list_show_and_survive_a_restart() {
     }
 
     // Bad input is explained, with the field, and the command fails.
-    let bad = client(&dev.server, &["case", "show", "not-a-case-id"]);
+    // Without a token nothing is answered, and the person is told how to get one.
+    let anonymous = Command::new(BIN)
+        .args(["case", "list", "--server", &dev.server])
+        .env_remove("DETOUR_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!anonymous.status.success());
+    let err = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(err.contains("Unauthenticated") && err.contains("detour token"), "{err}");
+
+    let bad = client(&dev.server, &dev.token, &["case", "show", "not-a-case-id"]);
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("InvalidArgument") && err.contains("case_id"), "{err}");
@@ -157,8 +177,7 @@ fn open_list_show_and_survive_a_restart() {
     dev.terminate();
 
     let dev = Dev::start(dir.path());
-    let shown: serde_json::Value =
-        serde_json::from_str(&ok(&dev.server, &["case", "show", &id, "--json"])).unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&ok(&dev, &["case", "show", &id, "--json"])).unwrap();
     assert_eq!(shown["case_id"], id.as_str());
     assert!(shown["timeline"].as_array().unwrap().len() >= 2);
     dev.terminate();

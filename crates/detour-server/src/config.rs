@@ -38,6 +38,8 @@ const KEYS: &[&str] = &[
     "http2_keepalive_interval_secs",
     "http2_keepalive_timeout_secs",
     "db_max_connections",
+    "auth_issuers",
+    "auth_dev_issuer",
 ];
 
 /// The largest request message a generated tonic server decodes unless the service raises it
@@ -49,6 +51,14 @@ const MAX_REQUEST_BYTES_FLOOR: usize = 1024;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// OpenID Connect issuers whose access tokens are accepted (issuer, audience, jwks_url,
+    /// roles_claim). In a TOML file an array of tables; in the environment an inline array,
+    /// `DETOUR_AUTH_ISSUERS='[{issuer="https://id.example",audience="detour",jwks_url="…"}]'`.
+    pub auth_issuers: Vec<detour_auth::IssuerSettings>,
+    /// Trust the local development issuer (its key lives in `data_dir`; `detour token` mints
+    /// tokens with it). Refused together with a PostgreSQL database, so it cannot reach
+    /// production by accident.
+    pub auth_dev_issuer: bool,
     /// gRPC, health, reflection and gRPC-Web.
     pub grpc_addr: SocketAddr,
     /// Prometheus `/metrics` and liveness `/healthz`.
@@ -115,6 +125,8 @@ impl Default for Settings {
             http2_keepalive_interval_secs: 30,
             http2_keepalive_timeout_secs: 10,
             db_max_connections: 10,
+            auth_issuers: Vec::new(),
+            auth_dev_issuer: false,
         }
     }
 }
@@ -230,6 +242,33 @@ impl Settings {
         Ok(())
     }
 
+    /// What serving needs beyond [`Settings::validate`]: someone to trust tokens from, and never
+    /// the development issuer beside a production database. Not part of `validate`, so that
+    /// `detour migrate` runs without an issuer.
+    pub fn validate_auth(&self) -> Result<(), ConfigError> {
+        let postgres = self
+            .database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+        if self.auth_dev_issuer && postgres {
+            return Err(ConfigError::Invalid {
+                setting: "DETOUR_AUTH_DEV_ISSUER",
+                problem: "the development issuer cannot be enabled with a PostgreSQL database \
+                          (DETOUR_DATABASE_URL); configure DETOUR_AUTH_ISSUERS instead"
+                    .into(),
+            });
+        }
+        if !self.auth_dev_issuer && self.auth_issuers.is_empty() {
+            return Err(ConfigError::Invalid {
+                setting: "DETOUR_AUTH_ISSUERS",
+                problem: "no token issuer is configured, so every call would be refused; set \
+                          DETOUR_AUTH_ISSUERS (or DETOUR_AUTH_DEV_ISSUER=true for local development)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
     /// The database URL for one service.
     pub fn database_url_for(&self, service: &str) -> String {
         match &self.database_url {
@@ -273,6 +312,7 @@ mod tests {
     #[test]
     fn environment_overrides_file_overrides_defaults() {
         figment::Jail::expect_with(|jail| {
+            jail.set_env("DETOUR_AUTH_DEV_ISSUER", "true");
             jail.create_file("detour.toml", "grpc_addr = \"127.0.0.1:6000\"\nlog = \"debug\"\n")?;
             jail.set_env("DETOUR_LOG", "warn");
             let s = Settings::load(Some(Path::new("detour.toml"))).map_err(|e| e.to_string())?;
@@ -286,6 +326,7 @@ mod tests {
     #[test]
     fn a_bad_setting_is_named() {
         figment::Jail::expect_with(|jail| {
+            jail.set_env("DETOUR_AUTH_DEV_ISSUER", "true");
             jail.set_env("DETOUR_DATABASE_URL", "mysql://x");
             let err = Settings::load(None).unwrap_err().to_string();
             assert!(err.contains("DETOUR_DATABASE_URL"), "{err}");
@@ -301,6 +342,7 @@ mod tests {
     #[test]
     fn the_server_limits_are_settings() {
         figment::Jail::expect_with(|jail| {
+            jail.set_env("DETOUR_AUTH_DEV_ISSUER", "true");
             jail.set_env("DETOUR_MAX_REQUEST_BYTES", "1048576");
             jail.set_env("DETOUR_MAX_CONCURRENT_STREAMS", "50");
             jail.set_env("DETOUR_QUEUE_WAIT_MS", "0");
@@ -312,7 +354,7 @@ mod tests {
             assert_eq!(s.queue_wait(), Duration::ZERO);
             assert_eq!(s.http2_keepalive_interval(), Duration::from_secs(60));
             assert_eq!(s.http2_keepalive_timeout(), Duration::from_secs(5));
-            let defaults = Settings::default();
+            let defaults = Settings { auth_dev_issuer: true, ..Settings::default() };
             assert_eq!(defaults.max_request_bytes, 4 * 1024 * 1024);
             defaults.validate().map_err(|e| e.to_string())?;
             Ok(())
@@ -322,6 +364,7 @@ mod tests {
     #[test]
     fn a_bad_server_limit_is_named() {
         figment::Jail::expect_with(|jail| {
+            jail.set_env("DETOUR_AUTH_DEV_ISSUER", "true");
             for (setting, value, problem) in [
                 ("DETOUR_MAX_REQUEST_BYTES", "4194305", "4194304"),
                 ("DETOUR_MAX_REQUEST_BYTES", "100", "1024"),
@@ -332,6 +375,7 @@ mod tests {
                 ("DETOUR_HTTP2_KEEPALIVE_TIMEOUT_SECS", "7200", "between 1 and 3600"),
             ] {
                 jail.clear_env();
+                jail.set_env("DETOUR_AUTH_DEV_ISSUER", "true");
                 jail.set_env(setting, value);
                 let err = Settings::load(None).unwrap_err().to_string();
                 // figment names a value it cannot parse by its key, in lower case.
@@ -345,6 +389,7 @@ mod tests {
     #[test]
     fn unknown_keys_in_the_file_are_refused() {
         figment::Jail::expect_with(|jail| {
+            jail.set_env("DETOUR_AUTH_DEV_ISSUER", "true");
             jail.create_file("detour.toml", "grpc_adr = \"127.0.0.1:6000\"\n")?;
             let err = Settings::load(Some(Path::new("detour.toml"))).unwrap_err().to_string();
             assert!(err.contains("grpc_adr"), "{err}");
@@ -358,5 +403,42 @@ mod tests {
         assert_eq!(s.database_url_for("intake"), "sqlite:///d/intake.db");
         let s = Settings { database_url: Some("postgres://h/detour".into()), ..Settings::default() };
         assert_eq!(s.database_url_for("triage"), "postgres://h/detour");
+    }
+
+    #[test]
+    fn the_dev_issuer_is_refused_with_a_production_database() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DETOUR_AUTH_DEV_ISSUER", "true");
+            jail.set_env("DETOUR_DATABASE_URL", "postgres://db.internal/detour");
+            let err = Settings::load(None).and_then(|s| s.validate_auth()).unwrap_err().to_string();
+            assert!(err.contains("DETOUR_AUTH_DEV_ISSUER"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn without_any_issuer_start_up_is_refused() {
+        figment::Jail::expect_with(|_jail| {
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            let err = settings.validate_auth().unwrap_err().to_string();
+            assert!(err.contains("DETOUR_AUTH_ISSUERS"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn issuers_come_from_the_environment_as_an_inline_array() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "DETOUR_AUTH_ISSUERS",
+                r#"[{issuer="https://id.example",audience="detour",jwks_url="https://id.example/jwks"}]"#,
+            );
+            jail.set_env("DETOUR_DATABASE_URL", "postgres://db.internal/detour");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.auth_issuers.len(), 1);
+            assert_eq!(s.auth_issuers[0].audience, "detour");
+            assert_eq!(s.auth_issuers[0].roles_claim, "roles");
+            Ok(())
+        });
     }
 }

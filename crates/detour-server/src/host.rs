@@ -16,6 +16,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use detour_auth::{AuthLayer, AuthSettings, DevIssuer, Policy, Verifier};
 use detour_events::bus::EventBus;
 use detour_events::metrics::EventMetrics;
 use detour_telemetry::{GrpcMetrics, GrpcTraceLayer, Metrics};
@@ -37,6 +38,8 @@ pub enum HostError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("authentication: {0}")]
+    Auth(String),
     #[error("event bus: {0}")]
     Bus(String),
     #[error("{0}")]
@@ -55,6 +58,8 @@ pub async fn serve(
     let mut metrics = Metrics::new();
     let grpc_metrics = GrpcMetrics::register(metrics.registry_mut());
     let event_metrics = EventMetrics::register(metrics.registry_mut());
+    // A misconfigured issuer stops start-up before anything is built.
+    let auth = auth_layer(settings)?;
     let background = CancellationToken::new();
     let instance = instance_name();
 
@@ -120,6 +125,7 @@ pub async fn serve(
         settings,
         routes,
         grpc_metrics,
+        Some(auth),
         grpc_listener,
         drain.clone().cancelled_owned(),
     ));
@@ -182,6 +188,7 @@ pub fn serve_grpc(
     settings: &Settings,
     routes: tonic::service::Routes,
     grpc_metrics: GrpcMetrics,
+    auth: Option<AuthLayer>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
@@ -197,9 +204,30 @@ pub fn serve_grpc(
         .layer(GrpcTraceLayer::new(grpc_metrics))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(RequestSizeLimitLayer::new(settings.max_request_bytes))
+        // Before admission, so calls without a valid token never take a slot.
+        .layer(tower::util::option_layer(auth))
         .layer(AdmissionLayer::new(settings.concurrency_limit, settings.queue_wait(), UNLIMITED_PATHS))
         .add_routes(routes);
     router.serve_with_incoming_shutdown(incoming, shutdown)
+}
+
+/// Who may call: the configured issuers (and the development issuer when enabled, whose key
+/// lives in the data directory) checked against the policy table next to the contracts.
+pub fn auth_layer(settings: &Settings) -> Result<AuthLayer, HostError> {
+    settings.validate_auth().map_err(|e| HostError::Auth(e.to_string()))?;
+    let dev_issuer = if settings.auth_dev_issuer {
+        Some(DevIssuer::load_or_create(&settings.data_dir).map_err(|e| HostError::Auth(e.to_string()))?)
+    } else {
+        None
+    };
+    let verifier = Verifier::new(AuthSettings {
+        issuers: settings.auth_issuers.clone(),
+        dev_issuer,
+        ..Default::default()
+    })
+    .map_err(|e| HostError::Auth(format!("DETOUR_AUTH_ISSUERS: {}: {}", e.setting, e.problem)))?;
+    let policy = Policy::embedded().map_err(|e| HostError::Auth(e.to_string()))?;
+    Ok(AuthLayer::new(Arc::new(verifier), Arc::new(policy)))
 }
 
 async fn stop_parts(parts: Vec<ServicePart>) {

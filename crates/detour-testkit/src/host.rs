@@ -6,13 +6,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use detour_auth::{DevIssuer, Role};
 use detour_events::EventBus;
 use detour_proto::events::v1::Envelope;
 use detour_server::{HostError, ServiceModule, Settings};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use tonic::transport::Channel;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel as RawChannel;
+
+use crate::{Bearer, Channel};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -27,8 +31,16 @@ const SERVING_WITHIN: Duration = Duration::from_secs(30);
 const STOP_SLACK: Duration = Duration::from_secs(10);
 
 /// Settings for tests: quiet, quick to drain.
+/// Tokens come from the development issuer, whose key lives in `data_dir` (a directory of the
+/// test's own where it sets one).
 pub fn test_settings() -> Settings {
-    Settings { drain_timeout_secs: 5, log: "warn".into(), ..Settings::default() }
+    Settings {
+        drain_timeout_secs: 5,
+        log: "warn".into(),
+        auth_dev_issuer: true,
+        data_dir: crate::test_issuer().key_path().parent().unwrap().to_owned(),
+        ..Settings::default()
+    }
 }
 
 /// [`test_settings`] on a new SQLite file in `dir` (which must outlive the host) and an
@@ -44,6 +56,8 @@ pub fn sqlite_settings(dir: &Path) -> Settings {
 /// A running host (one or several services) on a loopback port, until [`Server::stop`].
 pub struct Server {
     pub url: String,
+    /// Mints the tokens this host accepts.
+    pub issuer: DevIssuer,
     stop: CancellationToken,
     stop_within: Duration,
     task: JoinHandle<Result<(), HostError>>,
@@ -85,15 +99,20 @@ impl Server {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
         let stop_within = settings.drain_timeout() + STOP_SLACK;
+        let issuer = if settings.auth_dev_issuer {
+            DevIssuer::load_or_create(&settings.data_dir).unwrap()
+        } else {
+            crate::test_issuer()
+        };
         let task = tokio::spawn(entry(settings, listener, stop.clone().cancelled_owned()));
-        Server { url, stop, stop_within, task }
+        Server { url, issuer, stop, stop_within, task }
     }
 
     /// Waits until grpc.health.v1 says `service` is SERVING.
     pub async fn wait_serving(&self, service: &str) {
         let what = format!("{service} at {} to become SERVING", self.url);
         eventually(&what, SERVING_WITHIN, || async {
-            let channel = Channel::from_shared(self.url.clone()).unwrap().connect().await.ok()?;
+            let channel = RawChannel::from_shared(self.url.clone()).unwrap().connect().await.ok()?;
             let request = HealthCheckRequest { service: service.to_owned() };
             let status = HealthClient::new(channel).check(request).await.ok()?.into_inner().status;
             (status == ServingStatus::Serving as i32).then_some(())
@@ -101,11 +120,22 @@ impl Server {
         .await;
     }
 
-    /// A new connection to the host.
+    /// A new connection calling as an admin (every RPC allows admin).
     pub async fn channel(&self) -> Channel {
+        self.channel_as("admin-1", &[Role::Admin]).await
+    }
+
+    /// A new connection calling as `subject` with `roles`.
+    pub async fn channel_as(&self, subject: &str, roles: &[Role]) -> Channel {
+        let token = crate::token(&self.issuer, subject, roles);
+        InterceptedService::new(self.raw_channel().await, Bearer::new(&token))
+    }
+
+    /// A new connection that sends no token.
+    pub async fn raw_channel(&self) -> tonic::transport::Channel {
         let what = format!("a connection to {}", self.url);
         eventually(&what, Duration::from_secs(10), || async {
-            Channel::from_shared(self.url.clone()).unwrap().connect().await.ok()
+            RawChannel::from_shared(self.url.clone()).unwrap().connect().await.ok()
         })
         .await
     }

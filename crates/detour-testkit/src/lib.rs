@@ -17,6 +17,7 @@
 // here, and only here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod auth;
 mod bus;
 mod db;
 mod host;
@@ -25,8 +26,10 @@ mod proto;
 use std::future::Future;
 use std::time::Duration;
 
+pub use auth::{Bearer, Channel, jwks_issuer, test_issuer, token};
 pub use bus::{event_id, fresh_redis, next_event, observe, publish};
 pub use db::{OutboxRow, TestDb, count_rows, outbox, outbox_count, outbox_rows};
+pub use detour_auth::Role;
 pub use detour_storage::Backend;
 pub use host::{Server, Service, sqlite_settings, test_settings};
 pub use proto::{flight_segment, violated_fields};

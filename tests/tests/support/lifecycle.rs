@@ -14,8 +14,8 @@ use detour_proto::supplier::v1 as sup;
 use detour_proto::supplier::v1::supplier_service_client::SupplierServiceClient;
 use detour_proto::triage::v1 as tri;
 use detour_proto::triage::v1::triage_service_client::TriageServiceClient;
+use detour_testkit::Channel;
 use detour_testkit::eventually;
-use tonic::transport::Channel;
 
 const STEP: Duration = Duration::from_secs(20);
 

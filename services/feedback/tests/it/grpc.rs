@@ -11,9 +11,9 @@ use detour_proto::events::v1::Envelope;
 use detour_proto::events::v1::envelope::Event;
 use detour_proto::feedback::v1 as pb;
 use detour_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
+use detour_testkit::Channel;
 use detour_testkit::{Service, sqlite_settings, violated_fields as fields};
 use prost::Message;
-use tonic::transport::Channel;
 
 use crate::common::{base, case_opened, case_resolved};
 

@@ -5,8 +5,8 @@ use detour_domain::{CaseCategory, CaseId, Instant, Severity, events, time};
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::{CaseTriaged, Envelope, envelope::Event};
 use detour_proto::supplier::v1::supplier_service_client::SupplierServiceClient;
+use detour_testkit::Channel;
 use detour_testkit::{Service, flight_segment};
-use tonic::transport::Channel;
 
 pub fn at(seconds: i64) -> Instant {
     time::from_micros(seconds * 1_000_000).unwrap()

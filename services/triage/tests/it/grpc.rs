@@ -10,9 +10,9 @@ use detour_proto::events::v1::Envelope;
 use detour_proto::events::v1::envelope::Event;
 use detour_proto::triage::v1 as pb;
 use detour_proto::triage::v1::triage_service_client::TriageServiceClient;
+use detour_testkit::Channel;
 use detour_testkit::{Service, sqlite_settings, violated_fields as fields};
 use prost::Message;
-use tonic::transport::Channel;
 
 use crate::common::{case_opened, case_resolved};
 
