@@ -155,15 +155,17 @@ install_tools() {
 
 # --------------------------------------------------------------------------------------- checks
 
-# Values sets: "default" plus one per helm/detour/ci/*.yaml.
+# Values sets: "default" (the chart's defaults plus the required token issuer, from
+# ci/required-only.yaml) plus one per other helm/detour/ci/*.yaml.
 VALUES_NAMES=()
 VALUES_ARGS=()
 collect_values() {
   VALUES_NAMES=(default)
-  VALUES_ARGS=("")
+  VALUES_ARGS=("$CHART/ci/required-only.yaml")
   local f
   for f in "$CHART"/ci/*.yaml; do
     [[ -e "$f" ]] || continue
+    [[ "$(basename "$f")" == required-only.yaml ]] && continue
     VALUES_NAMES+=("$(basename "$f" .yaml)")
     VALUES_ARGS+=("$f")
   done

@@ -146,7 +146,7 @@ Call with dict "root" $ "out" (dict); the result is written into "out", keyed by
 {{- if and $c.autoscaling.enabled (gt (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) }}
 {{- fail (printf "services.%s.autoscaling: minReplicas exceeds maxReplicas" $name) }}
 {{- end }}
-{{- $reserved := list "DETOUR_GRPC_ADDR" "DETOUR_METRICS_ADDR" "DETOUR_DATABASE_URL" "DETOUR_EVENTS_URL" "DETOUR_MIGRATE_ON_START" "DETOUR_LOG_FORMAT" "DETOUR_LOG" "DETOUR_OTLP_ENDPOINT" "DETOUR_DRAIN_TIMEOUT_SECS" }}
+{{- $reserved := list "DETOUR_GRPC_ADDR" "DETOUR_METRICS_ADDR" "DETOUR_DATABASE_URL" "DETOUR_EVENTS_URL" "DETOUR_MIGRATE_ON_START" "DETOUR_LOG_FORMAT" "DETOUR_LOG" "DETOUR_OTLP_ENDPOINT" "DETOUR_DRAIN_TIMEOUT_SECS" "DETOUR_AUTH_ISSUERS" "DETOUR_AUTH_DEV_ISSUER" }}
 {{- $envNames := keys (default dict $c.env) }}
 {{- range $c.extraEnv }}
 {{- if has .name $envNames }}
@@ -200,6 +200,15 @@ Argument: dict "root" $ "c" <component>.
 {{- end }}
 - name: DETOUR_DRAIN_TIMEOUT_SECS
   value: {{ $c.drainTimeoutSeconds | int | quote }}
+{{- if not $root.Values.auth.issuers }}
+{{- fail "auth.issuers: at least one token issuer is required (every detour.* call needs a token)" }}
+{{- end }}
+{{- $issuers := list }}
+{{- range $root.Values.auth.issuers }}
+{{- $issuers = append $issuers (printf "{issuer=%q,audience=%q,jwks_url=%q,roles_claim=%q}" .issuer .audience .jwksUrl (default "roles" .rolesClaim)) }}
+{{- end }}
+- name: DETOUR_AUTH_ISSUERS
+  value: {{ printf "[%s]" (join "," $issuers) | quote }}
 {{- range $k, $v := $c.env }}
 - name: {{ $k }}
   value: {{ $v | toString | quote }}
