@@ -159,6 +159,18 @@ async fn metrics_count_calls_by_method_and_code() {
         .unwrap_err();
     assert_eq!(not_found.code(), tonic::Code::NotFound);
 
+    // A made-up path, refused for want of a token before any routing, is counted as "other".
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut made_up = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /detour.madeup.v1.X/Y HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/grpc-web+proto\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+    );
+    made_up.write_all(head.as_bytes()).await.unwrap();
+    made_up.write_all(&[0, 0, 0, 0, 0]).await.unwrap();
+    let mut answer = String::new();
+    made_up.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.to_lowercase().contains("grpc-status: 16"), "{answer}");
+
     let mut stream = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
     stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut response = String::new();
@@ -172,8 +184,10 @@ async fn metrics_count_calls_by_method_and_code() {
     };
     assert!(line("OpenCase", "0"), "{response}");
     assert!(line("GetCase", "5"), "{response}");
-    // Personal data never becomes a label.
+    // Personal data never becomes a label, nor does a path a caller made up.
     assert!(!response.contains("example.com") && !response.contains("Ann Lee"));
+    assert!(!response.contains("madeup"), "{response}");
+    assert!(response.lines().any(|l| l.contains("method=\"other\"") && l.contains("code=\"16\"")), "{response}");
     server.stop().await;
 }
 
@@ -235,7 +249,7 @@ async fn calls_need_a_token_and_a_role_the_policy_allows() {
         .unwrap_err();
     assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
 
-    let forged = detour_testkit::Bearer::new("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.");
+    let forged = detour_testkit::Bearer::new("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.").unwrap();
     let status = IntakeServiceClient::with_interceptor(server.raw_channel().await, forged)
         .list_cases(intake::ListCasesRequest::default())
         .await

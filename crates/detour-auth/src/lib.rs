@@ -15,6 +15,7 @@
 //!
 //! Tokens are never logged, and no error message contains one.
 
+mod client;
 mod dev;
 mod error;
 mod jwks;
@@ -23,6 +24,7 @@ mod policy;
 mod principal;
 mod verifier;
 
+pub use client::{Bearer, InvalidToken};
 pub use dev::{DEV_AUDIENCE, DEV_ISSUER, DEV_KEY_FILE, DevIssuer, DevIssuerError};
 pub use error::AuthError;
 pub use layer::{AuthFuture, AuthLayer, AuthService, is_open_path};

@@ -4,6 +4,7 @@
 use std::str::FromStr;
 
 use clap::Args;
+use detour_auth::Bearer;
 use detour_domain::{
     CaseCategory, CaseStatus, Channel, Currency, RequestedOutcome, SegmentKind, Severity, time,
 };
@@ -11,8 +12,6 @@ use detour_proto::common::v1 as common;
 use detour_proto::intake::v1 as pb;
 use detour_proto::intake::v1::intake_service_client::IntakeServiceClient;
 use serde_json::{Value, json};
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel as GrpcChannel;
 
@@ -78,36 +77,19 @@ pub struct Target {
     pub token: Option<String>,
 }
 
-/// Adds the bearer token to every call.
-#[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
 type Client = IntakeServiceClient<InterceptedService<GrpcChannel, Bearer>>;
 
 async fn connect(target: &Target) -> Result<Client, String> {
     let bearer = match &target.token {
-        Some(t) => Some(
-            format!("Bearer {}", t.trim())
-                .parse()
-                .map_err(|_| "the token has characters a header cannot carry".to_owned())?,
-        ),
-        None => None,
+        Some(t) => Bearer::new(t).map_err(|e| e.to_string())?,
+        None => Bearer::none(),
     };
     let channel = GrpcChannel::from_shared(target.url.clone())
         .map_err(|e| format!("bad server address {}: {e}", target.url))?
         .connect()
         .await
         .map_err(|e| format!("cannot reach {}: {e}", target.url))?;
-    Ok(IntakeServiceClient::with_interceptor(channel, Bearer(bearer)))
+    Ok(IntakeServiceClient::with_interceptor(channel, bearer))
 }
 
 fn describe(status: tonic::Status) -> String {

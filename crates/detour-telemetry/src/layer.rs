@@ -1,7 +1,9 @@
 //! Server-side tower layer: continues the caller's trace and records RED metrics.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -19,8 +21,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Future returned by [`GrpcTraceService`].
 pub type GrpcTraceFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 
-/// Method label used for requests the server has no handler for: their paths come
-/// from the client and would otherwise let any caller mint new time series.
+/// Method label for requests the server has no handler for, and for any path outside the
+/// known methods when the layer was given them: paths come from the client, and a caller
+/// refused before routing (no token, say) would otherwise mint new time series.
 const UNKNOWN_METHOD: &str = "other";
 
 /// Tower layer for a tonic server: `Server::builder().layer(GrpcTraceLayer::new(grpc_metrics))`.
@@ -31,11 +34,19 @@ const UNKNOWN_METHOD: &str = "other";
 #[derive(Clone, Debug)]
 pub struct GrpcTraceLayer {
     metrics: GrpcMetrics,
+    known: Option<Arc<HashSet<String>>>,
 }
 
 impl GrpcTraceLayer {
     pub fn new(metrics: GrpcMetrics) -> Self {
-        Self { metrics }
+        Self { metrics, known: None }
+    }
+
+    /// Labels metrics only with these paths (`/package.Service/Method`); every other path is
+    /// counted as `other`, whatever its status.
+    pub fn with_known_methods(mut self, paths: impl IntoIterator<Item = String>) -> Self {
+        self.known = Some(Arc::new(paths.into_iter().collect()));
+        self
     }
 }
 
@@ -43,7 +54,7 @@ impl<S> Layer<S> for GrpcTraceLayer {
     type Service = GrpcTraceService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcTraceService { inner, metrics: self.metrics.clone() }
+        GrpcTraceService { inner, metrics: self.metrics.clone(), known: self.known.clone() }
     }
 }
 
@@ -52,6 +63,7 @@ impl<S> Layer<S> for GrpcTraceLayer {
 pub struct GrpcTraceService<S> {
     inner: S,
     metrics: GrpcMetrics,
+    known: Option<Arc<HashSet<String>>>,
 }
 
 impl<S, B, ResBody> Service<http::Request<B>> for GrpcTraceService<S>
@@ -86,9 +98,11 @@ where
             let _ = span.set_parent(parent);
         }
 
+        let known = self.known.as_ref().is_none_or(|k| k.contains(&method));
         let outcome = Outcome {
             metrics: self.metrics.clone(),
             method,
+            known,
             span: span.clone(),
             start: Instant::now(),
             done: false,
@@ -120,6 +134,8 @@ where
 struct Outcome {
     metrics: GrpcMetrics,
     method: String,
+    /// Whether `method` may be a label (see [`GrpcTraceLayer::with_known_methods`]).
+    known: bool,
     span: tracing::Span,
     start: Instant,
     done: bool,
@@ -132,7 +148,8 @@ impl Outcome {
         if is_server_error(code) {
             self.span.record("otel.status_code", "ERROR");
         }
-        let method = if code == Code::Unimplemented { UNKNOWN_METHOD } else { self.method.as_str() };
+        let method =
+            if code == Code::Unimplemented || !self.known { UNKNOWN_METHOD } else { self.method.as_str() };
         self.metrics.record(method, code, self.start.elapsed());
     }
 }

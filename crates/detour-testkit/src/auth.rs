@@ -3,30 +3,11 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use detour_auth::{DevIssuer, IssuerSettings, Role};
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
+use detour_auth::{Bearer, DevIssuer, IssuerSettings, Role};
 use tonic::service::interceptor::InterceptedService;
 
 /// A connection that sends a bearer token with every call.
 pub type Channel = InterceptedService<tonic::transport::Channel, Bearer>;
-
-/// Adds `authorization: Bearer …` to each request.
-#[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
-
-impl Bearer {
-    pub fn new(token: &str) -> Self {
-        Self(format!("Bearer {token}").parse().unwrap())
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
 
 /// The issuer tests mint with when a host trusts issuers over HTTP (PostgreSQL hosts, where the
 /// development issuer is refused): one key for the whole test process.

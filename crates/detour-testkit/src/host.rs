@@ -128,7 +128,7 @@ impl Server {
     /// A new connection calling as `subject` with `roles`.
     pub async fn channel_as(&self, subject: &str, roles: &[Role]) -> Channel {
         let token = crate::token(&self.issuer, subject, roles);
-        InterceptedService::new(self.raw_channel().await, Bearer::new(&token))
+        InterceptedService::new(self.raw_channel().await, Bearer::new(&token).unwrap())
     }
 
     /// A new connection that sends no token.

@@ -26,9 +26,10 @@ mod proto;
 use std::future::Future;
 use std::time::Duration;
 
-pub use auth::{Bearer, Channel, jwks_issuer, test_issuer, token};
+pub use auth::{Channel, jwks_issuer, test_issuer, token};
 pub use bus::{event_id, fresh_redis, next_event, observe, publish};
 pub use db::{OutboxRow, TestDb, count_rows, outbox, outbox_count, outbox_rows};
+pub use detour_auth::Bearer;
 pub use detour_auth::Role;
 pub use detour_storage::Backend;
 pub use host::{Server, Service, sqlite_settings, test_settings};

@@ -2,26 +2,14 @@
 
 use std::collections::BTreeSet;
 
-use prost::Message as _;
-
 use detour_auth::{Policy, Principal, Role};
 
 /// Every RPC of every `detour.*` service in the compiled contracts, as `package.Service/Method`.
 fn rpcs_in_contracts() -> BTreeSet<String> {
-    let set = prost_types::FileDescriptorSet::decode(detour_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let mut rpcs = BTreeSet::new();
-    for file in &set.file {
-        let package = file.package();
-        if !package.starts_with("detour.") {
-            continue;
-        }
-        for service in &file.service {
-            for method in &service.method {
-                rpcs.insert(format!("{package}.{}/{}", service.name(), method.name()));
-            }
-        }
-    }
-    rpcs
+    detour_proto::rpc_names(detour_proto::FILE_DESCRIPTOR_SET)
+        .into_iter()
+        .filter(|n| n.starts_with("detour."))
+        .collect()
 }
 
 #[test]
