@@ -187,7 +187,10 @@ async fn metrics_count_calls_by_method_and_code() {
     // Personal data never becomes a label, nor does a path a caller made up.
     assert!(!response.contains("example.com") && !response.contains("Ann Lee"));
     assert!(!response.contains("madeup"), "{response}");
-    assert!(response.lines().any(|l| l.contains("method=\"other\"") && l.contains("code=\"16\"")), "{response}");
+    assert!(
+        response.lines().any(|l| l.contains("method=\"other\"") && l.contains("code=\"16\"")),
+        "{response}"
+    );
     server.stop().await;
 }
 

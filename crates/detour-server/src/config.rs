@@ -9,13 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-/// How logs are written: text for people, JSON for collectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use detour_telemetry::LogFormat;
 
 /// Every key a file or `DETOUR_*` variable may set. Other `DETOUR_*` variables (the test
 /// harness's, say) are not configuration and are left alone.

@@ -6,7 +6,6 @@ use tokio::net::TcpListener;
 
 use detour_telemetry::TelemetrySettings;
 
-use crate::config::LogFormat;
 use crate::{ServiceModule, Settings, host};
 
 /// Connects the event transport named by the settings and serves `modules` until `shutdown`.
@@ -25,10 +24,7 @@ pub async fn run(
 pub fn telemetry_settings(settings: &Settings, service_name: &str) -> TelemetrySettings {
     TelemetrySettings {
         service_name: service_name.to_owned(),
-        log_format: match settings.log_format {
-            LogFormat::Text => detour_telemetry::LogFormat::Text,
-            LogFormat::Json => detour_telemetry::LogFormat::Json,
-        },
+        log_format: settings.log_format,
         log_filter: settings.log.clone(),
         otlp_endpoint: settings.otlp_endpoint.clone(),
     }

@@ -36,8 +36,9 @@ pub use propagation::{
 /// Bounds how long the last flush may hold up process exit when the collector is slow or gone.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How log lines are rendered.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How log lines are rendered (`text` or `json` in configuration).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines, for local runs.
     #[default]
