@@ -85,7 +85,7 @@ pub async fn serve(
     }
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let grpc_names: Vec<&'static str> = parts.iter().map(|p| p.grpc_service).collect();
+    let grpc_names: Vec<&'static str> = modules.iter().map(|m| m.grpc_service).collect();
     set_all(&reporter, &grpc_names, ServingStatus::NotServing).await;
 
     let mut routes = tonic::service::Routes::new(health_service)

@@ -63,11 +63,8 @@ impl Dependency for BusDependency {
 /// because routes of several services cannot be merged once built (each carries a fallback).
 pub type AddRoutes = Box<dyn FnOnce(tonic::service::Routes) -> tonic::service::Routes + Send>;
 
-/// What a built service hands to the host.
+/// What a built service hands to the host (its names are its [`ServiceModule`]'s).
 pub struct ServicePart {
-    pub name: &'static str,
-    /// Fully qualified gRPC service name, as health checking reports it.
-    pub grpc_service: &'static str,
     pub routes: AddRoutes,
     pub dependencies: Vec<Arc<dyn Dependency>>,
     /// Relays and consumers; they stop when the context's `background` token is cancelled.
@@ -144,8 +141,6 @@ impl<'a> BuildContext<'a> {
                 )
             }));
             Ok(ServicePart {
-                name: module.name,
-                grpc_service: module.grpc_service,
                 routes,
                 dependencies: vec![Arc::new(DatabaseDependency { service: module.name, db: db.clone() })],
                 tasks,
