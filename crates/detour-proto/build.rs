@@ -13,6 +13,7 @@ const FILES: &[&str] = &[
     "detour/supplier/v1/supplier.proto",
     "detour/compensation/v1/compensation.proto",
     "detour/feedback/v1/feedback.proto",
+    "detour/audit/v1/audit.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

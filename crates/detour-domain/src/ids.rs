@@ -69,6 +69,10 @@ typed_id!(
     /// A domain event; consumers record it to apply each event once.
     EventId, "event id"
 );
+typed_id!(
+    /// One audit record; time-ordered (UUIDv7), so the newest sort last.
+    AuditId, "audit id"
+);
 
 #[cfg(test)]
 mod tests {

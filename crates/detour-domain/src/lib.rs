@@ -4,6 +4,7 @@
 //! problem) and nothing below a handler sees a proto type. The `wire` module holds those
 //! conversions and the reverse ones used to answer.
 
+pub mod actor;
 pub mod events;
 pub mod ids;
 pub mod money;
@@ -13,10 +14,11 @@ pub mod time;
 pub mod travel;
 pub mod wire;
 
-pub use ids::{CaseId, EventId, OfferId, SupplierRequestId, SurveyId, TravelerId};
+pub use actor::{Actor, ActorKind};
+pub use ids::{AuditId, CaseId, EventId, OfferId, SupplierRequestId, SurveyId, TravelerId};
 pub use money::{Currency, Money};
 pub use taxonomy::{
     CaseCategory, CaseStatus, Channel, RequestedOutcome, SegmentKind, Severity, SupplierOutcome,
 };
 pub use time::Instant;
-pub use travel::{Segment, Traveler};
+pub use travel::{PersonalData, Segment, Traveler};

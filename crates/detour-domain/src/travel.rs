@@ -2,28 +2,29 @@
 
 use serde::{Deserialize, Serialize};
 
+use detour_vault::Secret;
+
 use crate::{Instant, Money, SegmentKind, TravelerId};
 
-/// Contact details here are personal data: `Debug` is written by hand so they never reach logs.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The person a case is about. What identifies them as a person is kept apart in
+/// [`PersonalData`]: it is encrypted at rest, never travels in events, and is erased on request,
+/// while the id and the language stay with the anonymised case.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Traveler {
     pub id: TravelerId,
-    pub full_name: String,
-    pub email: Option<String>,
-    pub phone: Option<String>,
     pub preferred_language: Option<String>,
+    pub personal: PersonalData,
 }
 
-impl std::fmt::Debug for Traveler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Traveler")
-            .field("id", &self.id)
-            .field("full_name", &"<redacted>")
-            .field("email", &self.email.as_ref().map(|_| "<redacted>"))
-            .field("phone", &self.phone.as_ref().map(|_| "<redacted>"))
-            .field("preferred_language", &self.preferred_language)
-            .finish()
-    }
+/// A traveler's name, contact details and document number. Every field is a [`Secret`], so the
+/// struct is safe to `Debug`-print and cannot be serialised by accident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalData {
+    pub full_name: Secret<String>,
+    pub email: Option<Secret<String>>,
+    pub phone: Option<Secret<String>>,
+    /// Passport or national identity document number.
+    pub document_number: Option<Secret<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,9 +10,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use detour_errors::Violations;
 use detour_proto::common::v1 as pb;
+use detour_vault::Secret;
 
 use crate::{
-    Channel, Currency, Instant, Money, RequestedOutcome, Segment, SegmentKind, Traveler, TravelerId, time,
+    Channel, Currency, Instant, Money, PersonalData, RequestedOutcome, Segment, SegmentKind, Traveler,
+    TravelerId, time,
 };
 
 /// Longest free text accepted in a description or comment.
@@ -222,6 +224,14 @@ pub fn traveler_from_proto(p: &pb::Traveler) -> Result<Traveler, Violations> {
     if p.email.trim().is_empty() && p.phone.trim().is_empty() {
         v.add("email", "an e-mail address or a phone number is required to reach the traveler");
     }
+    let document_number = match p.document_number.trim() {
+        "" => None,
+        d if is_document_number(d) => Some(d.to_ascii_uppercase()),
+        _ => {
+            v.add("document_number", format!("must be 5 to {MAX_DOCUMENT_CHARS} letters and digits"));
+            None
+        }
+    };
     let preferred_language = match p.preferred_language.trim() {
         "" => None,
         l if is_language_tag(l) => Some(l.to_owned()),
@@ -230,19 +240,34 @@ pub fn traveler_from_proto(p: &pb::Traveler) -> Result<Traveler, Violations> {
             None
         }
     };
+    let personal = PersonalData {
+        full_name: Secret::new(full_name),
+        email: email.map(Secret::new),
+        phone: phone.map(Secret::new),
+        document_number: document_number.map(Secret::new),
+    };
     match id {
-        Some(id) => v.finish(Traveler { id, full_name, email, phone, preferred_language }),
+        Some(id) => v.finish(Traveler { id, preferred_language, personal }),
         None => Err(v),
     }
 }
 
+/// Passport and national identity numbers: letters and digits, as printed in the document.
+const MAX_DOCUMENT_CHARS: usize = 20;
+
+fn is_document_number(s: &str) -> bool {
+    (5..=MAX_DOCUMENT_CHARS).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
 pub fn traveler_to_proto(t: &Traveler) -> pb::Traveler {
+    let plain = |s: &Option<Secret<String>>| s.as_ref().map(|s| s.expose().clone()).unwrap_or_default();
     pb::Traveler {
         id: Some(pb::TravelerId { value: t.id.to_string() }),
-        full_name: t.full_name.clone(),
-        email: t.email.clone().unwrap_or_default(),
-        phone: t.phone.clone().unwrap_or_default(),
+        full_name: t.personal.full_name.expose().clone(),
+        email: plain(&t.personal.email),
+        phone: plain(&t.personal.phone),
         preferred_language: t.preferred_language.clone().unwrap_or_default(),
+        document_number: plain(&t.personal.document_number),
     }
 }
 
@@ -377,6 +402,7 @@ mod tests {
             email: "Li.Wei@Example.com".into(),
             phone: "+86 138-0013-8000".into(),
             preferred_language: "zh-CN".into(),
+            document_number: "e1234 5678".into(),
         }
     }
 
@@ -396,9 +422,14 @@ mod tests {
 
     #[test]
     fn a_valid_traveler_is_normalised() {
-        let t = traveler_from_proto(&traveler()).unwrap();
-        assert_eq!(t.email.as_deref(), Some("li.wei@example.com"));
-        assert_eq!(t.phone.as_deref(), Some("+8613800138000"));
+        let mut p = traveler();
+        p.document_number = "e12345678".into();
+        let t = traveler_from_proto(&p).unwrap();
+        assert_eq!(t.personal.email.as_ref().map(|e| e.expose().as_str()), Some("li.wei@example.com"));
+        assert_eq!(t.personal.phone.as_ref().map(|e| e.expose().as_str()), Some("+8613800138000"));
+        assert_eq!(t.personal.document_number.as_ref().map(|e| e.expose().as_str()), Some("E12345678"));
+        let debug = format!("{t:?}");
+        assert!(!debug.contains("li.wei") && !debug.contains("138001") && !debug.contains("Li Wei"), "{debug}");
     }
 
     #[test]
@@ -409,7 +440,7 @@ mod tests {
         p.phone = "12".into();
         let fields: Vec<String> =
             traveler_from_proto(&p).unwrap_err().as_slice().iter().map(|v| v.field.clone()).collect();
-        assert_eq!(fields, ["full_name", "email", "phone"]);
+        assert_eq!(fields, ["full_name", "email", "phone", "document_number"]);
     }
 
     #[test]

@@ -69,6 +69,12 @@ pub mod feedback {
     }
 }
 
+pub mod audit {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/detour.audit.v1.rs"));
+    }
+}
+
 /// Fully qualified gRPC service names, as health checking and reflection report them.
 pub mod service_names {
     pub const INTAKE: &str = "detour.intake.v1.IntakeService";
@@ -76,6 +82,8 @@ pub mod service_names {
     pub const SUPPLIER: &str = "detour.supplier.v1.SupplierService";
     pub const COMPENSATION: &str = "detour.compensation.v1.CompensationService";
     pub const FEEDBACK: &str = "detour.feedback.v1.FeedbackService";
+    /// Served by every host, for the services it runs.
+    pub const AUDIT: &str = "detour.audit.v1.AuditService";
 }
 
 #[cfg(test)]

@@ -34,6 +34,9 @@ const KEYS: &[&str] = &[
     "db_max_connections",
     "auth_issuers",
     "auth_dev_issuer",
+    "vault_keks",
+    "vault_primary_kek",
+    "tenant",
 ];
 
 /// The largest request message a generated tonic server decodes unless the service raises it
@@ -53,6 +56,17 @@ pub struct Settings {
     /// tokens with it). Refused together with a PostgreSQL database, so it cannot reach
     /// production by accident.
     pub auth_dev_issuer: bool,
+    /// Key-encryption keys that wrap the data keys sealing travelers' personal data: in a TOML
+    /// file an array of tables, in the environment an inline array,
+    /// `DETOUR_VAULT_KEKS='[{id="kek-2026-11",key="<base64 of 32 bytes>"}]'` (`detour kek`
+    /// prints a fresh one). To rotate: add the new KEK, make it primary, restart (stored data
+    /// keys are rewrapped at start-up), then drop the old one. Unset with a SQLite database: a
+    /// development KEK kept in `data_dir`; unset with PostgreSQL: start-up refuses.
+    pub vault_keks: Vec<detour_vault::KekSettings>,
+    /// The id of the KEK that wraps new data keys; may stay empty when only one is listed.
+    pub vault_primary_kek: String,
+    /// The travel company this deployment serves; its own data key seals its travelers' data.
+    pub tenant: String,
     /// gRPC, health, reflection and gRPC-Web.
     pub grpc_addr: SocketAddr,
     /// Prometheus `/metrics` and liveness `/healthz`.
@@ -121,6 +135,9 @@ impl Default for Settings {
             db_max_connections: 10,
             auth_issuers: Vec::new(),
             auth_dev_issuer: false,
+            vault_keks: Vec::new(),
+            vault_primary_kek: String::new(),
+            tenant: "default".to_owned(),
         }
     }
 }
@@ -227,6 +244,15 @@ impl Settings {
                 problem: "must be at least 1".into(),
             });
         }
+        if self.tenant.is_empty()
+            || self.tenant.len() > 64
+            || !self.tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::Invalid {
+                setting: "DETOUR_TENANT",
+                problem: format!("`{}` is not 1 to 64 of a-z, A-Z, 0-9, - and _", self.tenant),
+            });
+        }
         if self.grpc_addr == self.metrics_addr && self.grpc_addr.port() != 0 {
             return Err(ConfigError::Invalid {
                 setting: "DETOUR_METRICS_ADDR",
@@ -240,11 +266,7 @@ impl Settings {
     /// the development issuer beside a production database. Not part of `validate`, so that
     /// `detour migrate` runs without an issuer.
     pub fn validate_auth(&self) -> Result<(), ConfigError> {
-        let postgres = self
-            .database_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
-        if self.auth_dev_issuer && postgres {
+        if self.auth_dev_issuer && self.uses_postgres() {
             return Err(ConfigError::Invalid {
                 setting: "DETOUR_AUTH_DEV_ISSUER",
                 problem: "the development issuer cannot be enabled with a PostgreSQL database \
@@ -261,6 +283,39 @@ impl Settings {
             });
         }
         Ok(())
+    }
+
+    /// The key ring protecting personal data (see `vault_keks`).
+    pub fn personal_data_keys(&self) -> Result<detour_vault::KeyRing, ConfigError> {
+        if self.vault_keks.is_empty() {
+            if self.uses_postgres() {
+                return Err(ConfigError::Invalid {
+                    setting: "DETOUR_VAULT_KEKS",
+                    problem: "no key-encryption key is configured for personal data; with a PostgreSQL \
+                              database one is required (`detour kek` prints a fresh one)"
+                        .into(),
+                });
+            }
+            return detour_vault::KeyRing::load_or_create_dev(&self.data_dir).map_err(|e| ConfigError::Invalid {
+                setting: "DETOUR_DATA_DIR",
+                problem: format!("development key-encryption key: {e}"),
+            });
+        }
+        let primary = match (self.vault_primary_kek.as_str(), self.vault_keks.as_slice()) {
+            ("", [only]) => only.id.clone(),
+            (primary, _) => primary.to_owned(),
+        };
+        let vault = detour_vault::VaultSettings { keks: self.vault_keks.clone(), primary };
+        vault.key_ring().map_err(|e| ConfigError::Invalid {
+            setting: if e.setting == "primary" { "DETOUR_VAULT_PRIMARY_KEK" } else { "DETOUR_VAULT_KEKS" },
+            problem: e.to_string(),
+        })
+    }
+
+    fn uses_postgres(&self) -> bool {
+        self.database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
     }
 
     /// The database URL for one service.

@@ -85,7 +85,8 @@ pub async fn serve(
     }
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let grpc_names: Vec<&'static str> = modules.iter().map(|m| m.grpc_service).collect();
+    let mut grpc_names: Vec<&'static str> = modules.iter().map(|m| m.grpc_service).collect();
+    grpc_names.push(detour_proto::service_names::AUDIT);
     set_all(&reporter, &grpc_names, ServingStatus::NotServing).await;
 
     let mut routes = tonic::service::Routes::new(health_service)
@@ -95,6 +96,8 @@ pub async fn serve(
         let add: crate::module::AddRoutes = std::mem::replace(&mut part.routes, Box::new(|r| r));
         routes = add(routes);
     }
+    let trails = parts.iter().flat_map(|p| p.audit.iter().cloned()).collect();
+    routes = routes.add_service(detour_audit::AuditApi::new(trails).into_server());
 
     let mut dependencies: Vec<Arc<dyn Dependency>> = vec![Arc::new(BusDependency(bus.clone()))];
     for part in &parts {

@@ -12,6 +12,7 @@ use tonic::body::Body;
 use tonic::codegen::{Service, http};
 use tonic::server::NamedService;
 
+use detour_audit::AuditLog;
 use detour_events::bus::EventBus;
 use detour_events::consumer::{ConsumerSettings, EventHandler, spawn_consumer};
 use detour_events::metrics::EventMetrics;
@@ -71,6 +72,8 @@ pub struct ServicePart {
     pub tasks: Vec<JoinHandle<()>>,
     /// Closed last, after the tasks that use it have stopped.
     pub databases: Vec<Db>,
+    /// The service's audit trail, which the host's `AuditService` reads.
+    pub audit: Vec<AuditLog>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +147,7 @@ impl<'a> BuildContext<'a> {
                 routes,
                 dependencies: vec![Arc::new(DatabaseDependency { service: module.name, db: db.clone() })],
                 tasks,
+                audit: vec![AuditLog::new(module.name, db.clone())],
                 databases: vec![db],
             })
         })

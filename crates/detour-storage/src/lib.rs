@@ -153,12 +153,20 @@ pub struct MigrationStep {
 
 /// Tables every service has whatever it does: the transactional outbox and the record of
 /// events already consumed. Versions below 100 belong here; a service's own start at 100.
-pub const PLATFORM_MIGRATIONS: &[MigrationStep] = &[MigrationStep {
-    version: 1,
-    description: "outbox and processed events",
-    postgres: include_str!("../migrations/postgres/0001_outbox.sql"),
-    sqlite: include_str!("../migrations/sqlite/0001_outbox.sql"),
-}];
+pub const PLATFORM_MIGRATIONS: &[MigrationStep] = &[
+    MigrationStep {
+        version: 1,
+        description: "outbox and processed events",
+        postgres: include_str!("../migrations/postgres/0001_outbox.sql"),
+        sqlite: include_str!("../migrations/sqlite/0001_outbox.sql"),
+    },
+    MigrationStep {
+        version: 2,
+        description: "append-only audit log",
+        postgres: include_str!("../migrations/postgres/0002_audit.sql"),
+        sqlite: include_str!("../migrations/sqlite/0002_audit.sql"),
+    },
+];
 
 /// Applies the platform migrations and then the service's own, in version order, in the
 /// service's schema. Safe to run concurrently from several replicas (the migrator locks).

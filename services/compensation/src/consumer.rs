@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use detour_domain::{CaseCategory, OfferId, Severity, events, wire};
+use detour_audit::Audit;
+use detour_domain::{Actor, CaseCategory, OfferId, Severity, events, wire};
 use detour_errors::Violations;
 use detour_events::consumer::{EventHandler, HandlerError};
 use detour_proto::common::v1 as common;
@@ -31,11 +32,12 @@ impl OfferProposer {
         Self { repo, policy }
     }
 
-    /// The case's first offer under the policy, with its event.
+    /// The case's first offer under the policy, with its event made by `actor`.
     fn first_offer(
         &self,
         case: &CaseContext,
         supplier: Option<SupplierOutcome>,
+        actor: &Actor,
     ) -> Result<(NewOffer, Envelope), HandlerError> {
         let proposal = self
             .policy
@@ -50,7 +52,7 @@ impl OfferProposer {
             rationale: proposal.rationale,
             proposed_at: crate::model::now(),
         };
-        let event = offer_proposed(&offer);
+        let event = offer_proposed(&offer, actor);
         Ok((offer, event))
     }
 
@@ -59,10 +61,15 @@ impl OfferProposer {
         event_id: &str,
         env: &Envelope,
         t: &CaseTriaged,
+        audit: &Audit,
     ) -> Result<Applied, HandlerError> {
         let context = context_of(env, t)?;
-        let offer = if context.needs_supplier { None } else { Some(self.first_offer(&context, None)?) };
-        self.repo.record_triage(GROUP, event_id, context, offer).await.map_err(HandlerError::transient)
+        let offer = if context.needs_supplier {
+            None
+        } else {
+            Some(self.first_offer(&context, None, &audit.actor)?)
+        };
+        self.repo.record_triage(GROUP, event_id, context, offer, audit).await.map_err(HandlerError::transient)
     }
 
     async fn supplier_responded(
@@ -70,6 +77,7 @@ impl OfferProposer {
         event_id: &str,
         env: &Envelope,
         r: &SupplierResponded,
+        audit: &Audit,
     ) -> Result<Applied, HandlerError> {
         let case_id = events::case_id_of(env).ok_or_else(|| permanent("event names no valid case"))?;
         let outcome = SupplierOutcome::from_proto(r.outcome)
@@ -80,8 +88,8 @@ impl OfferProposer {
                 "case {case_id} has not been triaged here yet; its triage event may still be on its way"
             )));
         };
-        let (offer, event) = self.first_offer(&context, Some(outcome))?;
-        self.repo.propose(GROUP, event_id, offer, event).await.map_err(HandlerError::transient)
+        let (offer, event) = self.first_offer(&context, Some(outcome), &audit.actor)?;
+        self.repo.propose(GROUP, event_id, offer, event, audit).await.map_err(HandlerError::transient)
     }
 }
 
@@ -112,12 +120,14 @@ pub(crate) fn context_of(env: &Envelope, t: &CaseTriaged) -> Result<CaseContext,
     Ok(CaseContext { case_id, category, severity, needs_supplier: t.needs_supplier, price, triaged_at })
 }
 
-/// The `OfferProposed` event for a new offer.
-pub fn offer_proposed(offer: &NewOffer) -> Envelope {
+/// The `OfferProposed` event for a new offer, proposed by `actor` (compensation acting for the
+/// user behind the event that called for it).
+pub fn offer_proposed(offer: &NewOffer, actor: &Actor) -> Envelope {
     events::envelope(
         NAME,
         offer.case_id,
         offer.proposed_at,
+        actor,
         Event::OfferProposed(OfferProposed {
             offer_id: Some(common::OfferId { value: offer.id.to_string() }),
             amount: Some(wire::money_to_proto(&offer.amount)),
@@ -130,9 +140,12 @@ pub fn offer_proposed(offer: &NewOffer) -> Envelope {
 #[async_trait]
 impl EventHandler for OfferProposer {
     async fn handle(&self, event_id: &str, envelope: Envelope) -> Result<(), HandlerError> {
+        let audit = Audit::of_event(NAME, &envelope);
         let applied = match envelope.event.as_ref() {
-            Some(Event::CaseTriaged(t)) => self.triaged(event_id, &envelope, t).await?,
-            Some(Event::SupplierResponded(r)) => self.supplier_responded(event_id, &envelope, r).await?,
+            Some(Event::CaseTriaged(t)) => self.triaged(event_id, &envelope, t, &audit).await?,
+            Some(Event::SupplierResponded(r)) => {
+                self.supplier_responded(event_id, &envelope, r, &audit).await?
+            }
             _ => return Ok(()),
         };
         match applied {
@@ -163,6 +176,7 @@ mod tests {
             "triage",
             CaseId::new(),
             time::from_micros(1_796_000_000_000_000).unwrap(),
+            &Actor::service("triage", Some("u-1".into())),
             Event::CaseTriaged(t.clone()),
         );
         (env, t)

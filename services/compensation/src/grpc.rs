@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use detour_domain::{CaseId, OfferId, events, time, wire};
+use detour_audit::{Audit, AuditLog};
+use detour_domain::{Actor, CaseId, OfferId, events, time, wire};
 use detour_proto::common::v1 as common;
 use detour_proto::compensation::v1 as pb;
 use detour_proto::compensation::v1::compensation_service_server::CompensationService;
@@ -17,11 +18,35 @@ use crate::repo::CompensationRepository;
 
 pub struct CompensationApi {
     repo: Arc<dyn CompensationRepository>,
+    audit: AuditLog,
 }
 
 impl CompensationApi {
-    pub fn new(repo: Arc<dyn CompensationRepository>) -> Self {
-        Self { repo }
+    pub fn new(repo: Arc<dyn CompensationRepository>, audit: AuditLog) -> Self {
+        Self { repo, audit }
+    }
+
+    /// Accepts the offer `req` names for `audit`'s caller. `case_id` is set as soon as the
+    /// offer's case is known, so that a refusal is recorded against it.
+    async fn accept(
+        &self,
+        audit: &Audit,
+        req: &pb::AcceptOfferRequest,
+        case_id: &mut Option<CaseId>,
+    ) -> Result<Offer, CompensationError> {
+        let id = offer_id(req.offer_id.as_ref())?;
+        // The event names the case and the amount, which never change once proposed; the
+        // repository's conditional update still decides which acceptance counts.
+        let current = self.repo.get_offer(id).await?.ok_or(CompensationError::OfferNotFound(id))?;
+        *case_id = Some(current.case_id);
+        if current.status == OfferStatus::Accepted {
+            return Err(CompensationError::AlreadyAccepted(id));
+        }
+        let at = crate::model::now();
+        let event = offer_accepted(&current, at, &audit.actor);
+        let accepted = self.repo.accept_offer(id, at, event, audit).await?;
+        tracing::info!(offer_id = %id, case_id = %accepted.case_id, "offer accepted");
+        Ok(accepted)
     }
 }
 
@@ -38,12 +63,13 @@ pub fn offer_to_proto(o: &Offer) -> pb::Offer {
     }
 }
 
-/// The `OfferAccepted` event for `offer`, accepted `at`.
-pub fn offer_accepted(offer: &Offer, at: time::Instant) -> ev::Envelope {
+/// The `OfferAccepted` event for `offer`, accepted `at` by `actor`.
+pub fn offer_accepted(offer: &Offer, at: time::Instant, actor: &Actor) -> ev::Envelope {
     events::envelope(
         NAME,
         offer.case_id,
         at,
+        actor,
         ev::envelope::Event::OfferAccepted(ev::OfferAccepted {
             offer_id: Some(common::OfferId { value: offer.id.to_string() }),
             amount: Some(wire::money_to_proto(&offer.amount)),
@@ -83,17 +109,11 @@ impl CompensationService for CompensationApi {
         &self,
         request: Request<pb::AcceptOfferRequest>,
     ) -> Result<Response<pb::AcceptOfferResponse>, Status> {
-        let id = offer_id(request.get_ref().offer_id.as_ref())?;
-        // The event names the case and the amount, which never change once proposed; the
-        // repository's conditional update still decides which acceptance counts.
-        let current = self.repo.get_offer(id).await?.ok_or(CompensationError::OfferNotFound(id))?;
-        if current.status == OfferStatus::Accepted {
-            return Err(CompensationError::AlreadyAccepted(id).into());
-        }
-        let at = crate::model::now();
-        let event = offer_accepted(&current, at);
-        let accepted = self.repo.accept_offer(id, at, event).await?;
-        tracing::info!(offer_id = %id, case_id = %accepted.case_id, "offer accepted");
+        let audit = Audit::of_request(&request)?;
+        let req = request.into_inner();
+        let mut case_id = None;
+        let result = self.accept(&audit, &req, &mut case_id).await;
+        let accepted = self.audit.refusal(&audit, case_id, result).await?;
         Ok(Response::new(pb::AcceptOfferResponse { offer: Some(offer_to_proto(&accepted)) }))
     }
 }

@@ -10,6 +10,7 @@ pub mod repo;
 
 use std::sync::Arc;
 
+use detour_audit::AuditLog;
 use detour_domain::events::streams;
 use detour_proto::compensation::v1::compensation_service_server::CompensationServiceServer;
 use detour_server::module::{BuildContext, BuildError, ServiceModule, ServicePart, Wiring};
@@ -43,7 +44,8 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
         ctx.build_service(&MODULE, move |db, relay| {
             let repo = repo::for_db(db, Some(relay));
             let proposer = Arc::new(consumer::OfferProposer::new(repo.clone(), policy));
-            let server = CompensationServiceServer::new(grpc::CompensationApi::new(repo));
+            let audit = AuditLog::new(NAME, db.clone());
+            let server = CompensationServiceServer::new(grpc::CompensationApi::new(repo, audit));
             Wiring::grpc(server).consume(consumer::GROUP, WATCHED, proposer)
         })
         .await

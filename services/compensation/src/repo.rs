@@ -3,6 +3,7 @@
 //! one contract test suite run against both (`tests/it/repository.rs`).
 
 use async_trait::async_trait;
+use detour_audit::{Audit, AuditWrite, Outcome, Target};
 use detour_domain::{CaseId, Instant, Money, OfferId, time};
 use detour_proto::events::v1::Envelope;
 use detour_storage::decode::{corrupt, instant, optional_instant, parse};
@@ -16,26 +17,29 @@ use crate::model::{Applied, CaseContext, NewOffer, Offer, OfferStatus};
 pub trait CompensationRepository: Send + Sync + 'static {
     /// Applies one triage event: records the case's context (a later triage replaces an earlier
     /// one) and, when `offer` is given, proposes it with its `OfferProposed` event unless the
-    /// case already has an offer on that rung. A second delivery of `event_id` changes nothing.
+    /// case already has an offer on that rung. When either changed something, the audit record of
+    /// `audit` is appended with them. A second delivery of `event_id` changes nothing.
     async fn record_triage(
         &self,
         consumer: &str,
         event_id: &str,
         context: CaseContext,
         offer: Option<(NewOffer, Envelope)>,
+        audit: &Audit,
     ) -> Result<Applied, CompensationError>;
 
     async fn case_context(&self, case_id: CaseId) -> Result<Option<CaseContext>, CompensationError>;
 
     /// Applies one event that calls for `offer`: proposes it with `proposed` (its
-    /// `OfferProposed`) unless `event_id` was applied before or the case already has an offer
-    /// on that rung.
+    /// `OfferProposed`) and the audit record of `audit`, unless `event_id` was applied before
+    /// or the case already has an offer on that rung.
     async fn propose(
         &self,
         consumer: &str,
         event_id: &str,
         offer: NewOffer,
         proposed: Envelope,
+        audit: &Audit,
     ) -> Result<Applied, CompensationError>;
 
     async fn get_offer(&self, id: OfferId) -> Result<Option<Offer>, CompensationError>;
@@ -43,13 +47,15 @@ pub trait CompensationRepository: Send + Sync + 'static {
     /// A case's offers, oldest first.
     async fn list_offers(&self, case_id: CaseId) -> Result<Vec<Offer>, CompensationError>;
 
-    /// Accepts a proposed offer and emits `accepted` (its `OfferAccepted`). An offer is accepted
-    /// once: a second acceptance is refused.
+    /// Accepts a proposed offer, emits `accepted` (its `OfferAccepted`) and appends the audit
+    /// record of `audit`. An offer is accepted once: a second acceptance is refused (and the
+    /// caller records the refusal).
     async fn accept_offer(
         &self,
         id: OfferId,
         at: Instant,
         accepted: Envelope,
+        audit: &Audit,
     ) -> Result<Offer, CompensationError>;
 }
 
@@ -132,6 +138,7 @@ macro_rules! sql_repository {
                 event_id: &str,
                 context: CaseContext,
                 offer: Option<(NewOffer, Envelope)>,
+                audit: &Audit,
             ) -> Result<Applied, CompensationError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 if !$mark_processed(&mut tx, consumer, event_id).await? {
@@ -139,7 +146,7 @@ macro_rules! sql_repository {
                 }
                 // Redeliveries and retries can bring an older triage after a newer one; the
                 // newer verdict stands.
-                sqlx::query(
+                let recorded = sqlx::query(
                     "INSERT INTO case_contexts (case_id, category, severity, needs_supplier, price_minor, \
                      price_currency, triaged_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (case_id) DO UPDATE SET category = excluded.category, \
@@ -161,6 +168,12 @@ macro_rules! sql_repository {
                     Some((offer, event)) => Self::insert_offer(&mut tx, offer, event).await?,
                     None => None,
                 };
+                // A stale triage that proposes nothing changed nothing, and is not recorded.
+                if recorded.rows_affected() > 0 || proposed.is_some() {
+                    let targets = proposed.iter().map(|id| Target::new("offer", id)).collect();
+                    AuditWrite::append_audit(&mut *tx, &audit.record(Some(context.case_id), targets, Outcome::Ok))
+                        .await?;
+                }
                 tx.commit().await?;
                 if proposed.is_some() {
                     self.committed();
@@ -196,12 +209,17 @@ macro_rules! sql_repository {
                 event_id: &str,
                 offer: NewOffer,
                 proposed: Envelope,
+                audit: &Audit,
             ) -> Result<Applied, CompensationError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 if !$mark_processed(&mut tx, consumer, event_id).await? {
                     return Ok(Applied::AlreadyProcessed);
                 }
                 let proposed = Self::insert_offer(&mut tx, &offer, &proposed).await?;
+                if let Some(id) = proposed {
+                    let record = audit.record(Some(offer.case_id), vec![Target::new("offer", id)], Outcome::Ok);
+                    AuditWrite::append_audit(&mut *tx, &record).await?;
+                }
                 // Committed even without a new offer, so the event counts as handled.
                 tx.commit().await?;
                 if proposed.is_some() {
@@ -223,7 +241,13 @@ macro_rules! sql_repository {
                 rows.iter().map(Self::offer_from_row).collect()
             }
 
-            async fn accept_offer(&self, id: OfferId, at: Instant, accepted: Envelope) -> Result<Offer, CompensationError> {
+            async fn accept_offer(
+                &self,
+                id: OfferId,
+                at: Instant,
+                accepted: Envelope,
+                audit: &Audit,
+            ) -> Result<Offer, CompensationError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let done = sqlx::query(
                     "UPDATE offers SET status = $1, accepted_at = $2 WHERE offer_id = $3 AND status = $4",
@@ -242,6 +266,8 @@ macro_rules! sql_repository {
                 }
                 $enqueue(&mut tx, detour_domain::events::streams::COMPENSATION, &accepted).await?;
                 let offer = Self::load_offer(&mut tx, id).await?.ok_or(CompensationError::OfferNotFound(id))?;
+                let record = audit.record(Some(offer.case_id), vec![Target::new("offer", id)], Outcome::Ok);
+                AuditWrite::append_audit(&mut *tx, &record).await?;
                 tx.commit().await?;
                 self.committed();
                 Ok(offer)

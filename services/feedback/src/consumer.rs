@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use detour_domain::{SurveyId, events, time};
+use detour_audit::Audit;
+use detour_domain::{Actor, SurveyId, events, time};
 use detour_events::consumer::{EventHandler, HandlerError};
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::{Envelope, SurveySent, envelope::Event};
@@ -25,12 +26,14 @@ impl SurveySender {
     }
 }
 
-/// The `SurveySent` event of a new survey.
-pub fn survey_sent(survey: &Survey) -> Envelope {
+/// The `SurveySent` event of a new survey, sent by `actor` (feedback acting for the user who
+/// resolved the case).
+pub fn survey_sent(survey: &Survey, actor: &Actor) -> Envelope {
     events::envelope(
         NAME,
         survey.case_id,
         survey.sent_at,
+        actor,
         Event::SurveySent(SurveySent {
             survey_id: Some(common::SurveyId { value: survey.id.to_string() }),
             sent_at: Some(time::to_proto(survey.sent_at)),
@@ -49,7 +52,9 @@ impl EventHandler for SurveySender {
         let case_id = events::case_id_of(&envelope)
             .ok_or_else(|| HandlerError::permanent("event names no valid case"))?;
         let survey = Survey { id: SurveyId::new(), case_id, sent_at: model::now(), answer: None };
-        match self.repo.send_survey(GROUP, event_id, &survey, &survey_sent(&survey)).await {
+        let audit = Audit::of_event(NAME, &envelope);
+        let sent = survey_sent(&survey, &audit.actor);
+        match self.repo.send_survey(GROUP, event_id, &survey, &sent, &audit).await {
             Ok(Applied::Applied) => {
                 tracing::info!(%case_id, survey_id = %survey.id, "survey sent");
                 Ok(())

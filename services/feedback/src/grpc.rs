@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use detour_domain::{CaseId, SurveyId, events, time, wire};
+use detour_audit::{Audit, AuditLog};
+use detour_domain::{Actor, CaseId, SurveyId, events, time, wire};
 use detour_errors::Violations;
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::{Envelope, SurveyAnswered, envelope::Event};
@@ -18,11 +19,34 @@ use crate::repo::FeedbackRepository;
 
 pub struct FeedbackApi {
     repo: Arc<dyn FeedbackRepository>,
+    audit: AuditLog,
 }
 
 impl FeedbackApi {
-    pub fn new(repo: Arc<dyn FeedbackRepository>) -> Self {
-        Self { repo }
+    pub fn new(repo: Arc<dyn FeedbackRepository>, audit: AuditLog) -> Self {
+        Self { repo, audit }
+    }
+
+    /// Records the answer `req` carries for `audit`'s caller. `case_id` is set as soon as the
+    /// survey's case is known, so that a refusal is recorded against it.
+    async fn answer(
+        &self,
+        audit: &Audit,
+        req: &pb::SubmitSurveyResponseRequest,
+        case_id: &mut Option<CaseId>,
+    ) -> Result<Survey, FeedbackError> {
+        let (id, answer) = answer_request(req)?;
+        // Read first for the case the event is about; the repository checks the status again
+        // inside its transaction, so a concurrent answer still loses.
+        let survey = self.repo.get_survey(id).await?.ok_or(FeedbackError::NotFound(id))?;
+        *case_id = Some(survey.case_id);
+        if survey.answer.is_some() {
+            return Err(FeedbackError::AlreadyAnswered(id));
+        }
+        let event = survey_answered(&survey, &answer, &audit.actor);
+        let survey = self.repo.answer_survey(id, &answer, &event, audit).await?;
+        tracing::info!(survey_id = %id, case_id = %survey.case_id, score = answer.score.get(), "survey answered");
+        Ok(survey)
     }
 }
 
@@ -38,12 +62,13 @@ pub fn survey_to_proto(s: &Survey) -> pb::Survey {
     }
 }
 
-/// The `SurveyAnswered` event of `survey` answered with `answer`.
-pub fn survey_answered(survey: &Survey, answer: &Answer) -> Envelope {
+/// The `SurveyAnswered` event of `survey` answered with `answer`, recorded by `actor`.
+pub fn survey_answered(survey: &Survey, answer: &Answer, actor: &Actor) -> Envelope {
     events::envelope(
         NAME,
         survey.case_id,
         answer.answered_at,
+        actor,
         Event::SurveyAnswered(SurveyAnswered {
             survey_id: Some(common::SurveyId { value: survey.id.to_string() }),
             score: answer.score.get(),
@@ -99,16 +124,11 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<pb::SubmitSurveyResponseRequest>,
     ) -> Result<Response<pb::SubmitSurveyResponseResponse>, Status> {
-        let (id, answer) = answer_request(request.get_ref())?;
-        // Read first for the case the event is about; the repository checks the status again
-        // inside its transaction, so a concurrent answer still loses.
-        let survey = self.repo.get_survey(id).await?.ok_or(FeedbackError::NotFound(id))?;
-        if survey.answer.is_some() {
-            return Err(FeedbackError::AlreadyAnswered(id).into());
-        }
-        let event = survey_answered(&survey, &answer);
-        let survey = self.repo.answer_survey(id, &answer, &event).await?;
-        tracing::info!(survey_id = %id, case_id = %survey.case_id, score = answer.score.get(), "survey answered");
+        let audit = Audit::of_request(&request)?;
+        let req = request.into_inner();
+        let mut case_id = None;
+        let result = self.answer(&audit, &req, &mut case_id).await;
+        let survey = self.audit.refusal(&audit, case_id, result).await?;
         Ok(Response::new(pb::SubmitSurveyResponseResponse { survey: Some(survey_to_proto(&survey)) }))
     }
 }

@@ -3,6 +3,7 @@
 //! suite run against both (`tests/it/repository.rs`).
 
 use async_trait::async_trait;
+use detour_audit::{Audit, AuditWrite, Outcome, Target};
 use detour_domain::{CaseId, SurveyId, time};
 use detour_proto::events::v1::Envelope;
 use detour_storage::decode::{corrupt, instant, parse};
@@ -14,14 +15,16 @@ use crate::model::{Answer, Applied, Score, Survey, SurveyStatus};
 /// to the outbox inside that transaction.
 #[async_trait]
 pub trait FeedbackRepository: Send + Sync + 'static {
-    /// Stores a resolved case's survey with its `SurveySent` event (`sent`), once: a redelivered
-    /// event, or another resolution of a case that already has a survey, changes nothing.
+    /// Stores a resolved case's survey with its `SurveySent` event (`sent`) and the audit record
+    /// of `audit`, once: a redelivered event, or another resolution of a case that already has a
+    /// survey, changes and records nothing.
     async fn send_survey(
         &self,
         consumer: &str,
         event_id: &str,
         survey: &Survey,
         sent: &Envelope,
+        audit: &Audit,
     ) -> Result<Applied, FeedbackError>;
 
     async fn get_survey(&self, id: SurveyId) -> Result<Option<Survey>, FeedbackError>;
@@ -29,13 +32,15 @@ pub trait FeedbackRepository: Send + Sync + 'static {
     /// The case's surveys, oldest first (none when feedback never heard of the case).
     async fn list_surveys(&self, case_id: CaseId) -> Result<Vec<Survey>, FeedbackError>;
 
-    /// Records the traveler's answer with its `SurveyAnswered` event (`answered`) and returns
-    /// the answered survey. A survey takes one answer: `AlreadyAnswered` after that.
+    /// Records the traveler's answer with its `SurveyAnswered` event (`answered`) and the audit
+    /// record of `audit`, and returns the answered survey. A survey takes one answer:
+    /// `AlreadyAnswered` after that (and the caller records the refusal).
     async fn answer_survey(
         &self,
         id: SurveyId,
         answer: &Answer,
         answered: &Envelope,
+        audit: &Audit,
     ) -> Result<Survey, FeedbackError>;
 }
 
@@ -98,6 +103,7 @@ macro_rules! sql_repository {
                 event_id: &str,
                 survey: &Survey,
                 sent: &Envelope,
+                audit: &Audit,
             ) -> Result<Applied, FeedbackError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 if !$mark_processed(&mut tx, consumer, event_id).await? {
@@ -119,6 +125,8 @@ macro_rules! sql_repository {
                     return Ok(Applied::Unchanged);
                 }
                 $enqueue(&mut tx, detour_domain::events::streams::FEEDBACK, sent).await?;
+                let record = audit.record(Some(survey.case_id), vec![Target::new("survey", survey.id)], Outcome::Ok);
+                AuditWrite::append_audit(&mut *tx, &record).await?;
                 tx.commit().await?;
                 self.committed();
                 Ok(Applied::Applied)
@@ -143,6 +151,7 @@ macro_rules! sql_repository {
                 id: SurveyId,
                 answer: &Answer,
                 answered: &Envelope,
+                audit: &Audit,
             ) -> Result<Survey, FeedbackError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let survey = Self::load(&mut tx, id).await?.ok_or(FeedbackError::NotFound(id))?;
@@ -167,6 +176,8 @@ macro_rules! sql_repository {
                 }
                 $enqueue(&mut tx, detour_domain::events::streams::FEEDBACK, answered).await?;
                 let survey = Self::load(&mut tx, id).await?.ok_or(FeedbackError::NotFound(id))?;
+                let record = audit.record(Some(survey.case_id), vec![Target::new("survey", id)], Outcome::Ok);
+                AuditWrite::append_audit(&mut *tx, &record).await?;
                 tx.commit().await?;
                 self.committed();
                 Ok(survey)

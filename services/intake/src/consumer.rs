@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use detour_audit::Audit;
 use detour_domain::{CaseCategory, CaseStatus, Severity, events, sla, time};
 use detour_events::consumer::{EventHandler, HandlerError};
 use detour_proto::events::v1::{Envelope, SupplierOutcome, envelope::Event};
@@ -155,8 +156,9 @@ fn change_for(env: &Envelope) -> Result<Option<CaseChange>, HandlerError> {
 impl EventHandler for CaseViewUpdater {
     async fn handle(&self, event_id: &str, envelope: Envelope) -> Result<(), HandlerError> {
         let Some(change) = change_for(&envelope)? else { return Ok(()) };
-        let resolved = change.resolve.as_ref().map(|r| case_resolved(change.case_id, r));
-        match self.repo.apply_change(GROUP, event_id, change, resolved).await {
+        let audit = Audit::of_event(crate::NAME, &envelope);
+        let resolved = change.resolve.as_ref().map(|r| case_resolved(change.case_id, r, &audit.actor));
+        match self.repo.apply_change(GROUP, event_id, change, resolved, &audit).await {
             Ok(Applied::Applied) => Ok(()),
             Ok(Applied::AlreadyProcessed) => {
                 tracing::debug!(event_id, "event already applied");

@@ -1,4 +1,4 @@
-use detour_domain::CaseId;
+use detour_domain::{CaseId, TravelerId};
 use detour_errors::{ErrorCode, ServiceError, Violations};
 use detour_storage::StorageError;
 
@@ -12,17 +12,24 @@ pub enum IntakeError {
     AlreadyResolved(CaseId),
     #[error("idempotency key was already used for a different request")]
     IdempotencyKeyReused(Violations),
+    #[error("no case of traveler {0}")]
+    TravelerNotFound(TravelerId),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    #[error("personal data keys: {0}")]
+    Vault(#[from] detour_vault::VaultError),
+    #[error("data key {version} of tenant {tenant} is missing")]
+    DataKeyMissing { tenant: String, version: i64 },
 }
 
 impl ServiceError for IntakeError {
     fn error_code(&self) -> ErrorCode {
         match self {
             Self::Invalid(_) | Self::IdempotencyKeyReused(_) => ErrorCode::InvalidArgument,
-            Self::CaseNotFound(_) => ErrorCode::NotFound,
+            Self::CaseNotFound(_) | Self::TravelerNotFound(_) => ErrorCode::NotFound,
             Self::AlreadyResolved(_) => ErrorCode::FailedPrecondition,
             Self::Storage(e) => e.error_code(),
+            Self::Vault(_) | Self::DataKeyMissing { .. } => ErrorCode::Internal,
         }
     }
 

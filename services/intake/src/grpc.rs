@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use detour_audit::{Audit, AuditLog, Outcome, Target};
 use detour_domain::wire::{self, MAX_TEXT_CHARS};
-use detour_domain::{CaseCategory, CaseId, CaseStatus, Channel, events, sla, time};
+use detour_domain::{
+    Actor, CaseCategory, CaseId, CaseStatus, Channel, PersonalData, Traveler, TravelerId, events, sla, time,
+};
 use detour_errors::Violations;
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::{CaseOpened, CaseResolved, envelope::Event};
@@ -14,7 +17,8 @@ use tonic::{Request, Response, Status};
 
 use crate::NAME;
 use crate::error::IntakeError;
-use crate::model::{Case, CaseFilter, Cursor, NewCase, OpenOutcome, Resolution};
+use crate::keys::PersonalDataKeys;
+use crate::model::{Case, CaseFilter, Cursor, NewCase, OpenOutcome, Resolution, StoredPersonal, StoredTraveler};
 use crate::repo::IntakeRepository;
 
 const DEFAULT_PAGE: u32 = 50;
@@ -23,15 +27,151 @@ const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 pub struct IntakeApi {
     repo: Arc<dyn IntakeRepository>,
+    keys: Arc<PersonalDataKeys>,
+    audit: AuditLog,
 }
 
 impl IntakeApi {
-    pub fn new(repo: Arc<dyn IntakeRepository>) -> Self {
-        Self { repo }
+    pub fn new(repo: Arc<dyn IntakeRepository>, keys: Arc<PersonalDataKeys>, audit: AuditLog) -> Self {
+        Self { repo, keys, audit }
+    }
+
+    /// A case as the caller sees it: personal data opened with its data key.
+    async fn reveal(&self, case: &Case) -> Result<pb::Case, IntakeError> {
+        let personal = match &case.traveler.personal {
+            StoredPersonal::Sealed(sealed) => Some(self.keys.open(case.id, sealed).await?),
+            StoredPersonal::Erased { .. } => None,
+        };
+        Ok(case_to_proto(case, personal.as_ref()))
+    }
+
+    async fn open(&self, audit: &Audit, req: pb::OpenCaseRequest) -> Result<pb::OpenCaseResponse, IntakeError> {
+        let new = new_case(&self.keys, req).await?;
+        let opened = events::envelope(NAME, new.id, new.received_at, &audit.actor, case_opened(&new));
+        let (case, replayed) = match self.repo.open_case(new, opened, audit).await? {
+            OpenOutcome::Created(c) => (c, false),
+            OpenOutcome::Replayed(c) => (c, true),
+        };
+        tracing::info!(case_id = %case.id, case_number = %case.number, replayed, "case accepted");
+        Ok(pb::OpenCaseResponse {
+            case_id: Some(common::CaseId { value: case.id.to_string() }),
+            case_number: case.number,
+            first_response_due: Some(time::to_proto(case.first_response_due)),
+            replayed,
+        })
+    }
+
+    async fn resolve(&self, audit: &Audit, req: pb::ResolveCaseRequest) -> Result<pb::Case, IntakeError> {
+        let mut v = Violations::new();
+        let id = wire::required_id::<CaseId>(&mut v, "case_id.value", req.case_id.as_ref().map(|c| c.value.as_str()));
+        let text = wire::text(&mut v, "resolution", &req.resolution, MAX_TEXT_CHARS, false);
+        let Some(id) = id.filter(|_| v.is_empty()) else {
+            return Err(IntakeError::Invalid(v));
+        };
+        let resolution = Resolution { text, at: time::now() };
+        let event = case_resolved(id, &resolution, &audit.actor);
+        let case = self.repo.resolve_case(id, resolution, event, audit).await?;
+        self.reveal(&case).await
+    }
+
+    async fn export(&self, audit: &Audit, traveler: TravelerId) -> Result<pb::ExportTravelerResponse, IntakeError> {
+        let cases = self.repo.cases_of_traveler(traveler).await?;
+        let Some(first) = cases.first() else {
+            return Err(IntakeError::TravelerNotFound(traveler));
+        };
+        // The newest sealed copy is the traveler's current data; older cases may hold older details.
+        let mut personal = None;
+        for case in cases.iter().rev() {
+            if let StoredPersonal::Sealed(sealed) = &case.traveler.personal {
+                personal = Some(self.keys.open(case.id, sealed).await?);
+                break;
+            }
+        }
+        let json = export_json(traveler, first.traveler.preferred_language.as_deref(), personal.as_ref(), &cases);
+        let record = audit.record(None, vec![Target::new("traveler", traveler)], Outcome::Ok);
+        self.audit.append(&record).await?;
+        Ok(pb::ExportTravelerResponse {
+            json: json.to_string(),
+            case_count: i32::try_from(cases.len()).unwrap_or(i32::MAX),
+        })
+    }
+
+    async fn erase(&self, audit: &Audit, req: &pb::EraseTravelerRequest) -> Result<pb::EraseTravelerResponse, IntakeError> {
+        let mut v = Violations::new();
+        let traveler = wire::required_id::<TravelerId>(
+            &mut v,
+            "traveler_id.value",
+            req.traveler_id.as_ref().map(|t| t.value.as_str()),
+        );
+        wire::text(&mut v, "reason", &req.reason, MAX_REASON_CHARS, false);
+        let Some(traveler) = traveler.filter(|_| v.is_empty()) else {
+            return Err(IntakeError::Invalid(v));
+        };
+        let at = time::now();
+        let erased = self.repo.erase_traveler(traveler, at, audit).await?;
+        tracing::info!(traveler_id = %traveler, cases = erased.len(), "personal data erased");
+        Ok(pb::EraseTravelerResponse {
+            cases_erased: i32::try_from(erased.len()).unwrap_or(i32::MAX),
+            erased_at: Some(time::to_proto(at)),
+        })
     }
 }
 
-fn new_case(req: pb::OpenCaseRequest) -> Result<NewCase, IntakeError> {
+/// An erasure's reason is for the audit trail: a reference, not a story.
+const MAX_REASON_CHARS: usize = 500;
+
+fn traveler_id_of(raw: Option<&common::TravelerId>) -> Result<TravelerId, IntakeError> {
+    wire::id_from_message("traveler_id.value", raw).map_err(IntakeError::Invalid)
+}
+
+fn export_json(
+    traveler: TravelerId,
+    language: Option<&str>,
+    personal: Option<&PersonalData>,
+    cases: &[Case],
+) -> serde_json::Value {
+    use serde_json::json;
+    let plain = |s: &Option<detour_vault::Secret<String>>| s.as_ref().map(|s| s.expose().clone());
+    let erased_at = cases.iter().find_map(|c| match c.traveler.personal {
+        StoredPersonal::Erased { at } => Some(at),
+        StoredPersonal::Sealed(_) => None,
+    });
+    json!({
+        "exported_at": time::now().to_rfc3339(),
+        "traveler": {
+            "traveler_id": traveler.to_string(),
+            "preferred_language": language,
+            "full_name": personal.map(|p| p.full_name.expose().clone()),
+            "email": personal.and_then(|p| plain(&p.email)),
+            "phone": personal.and_then(|p| plain(&p.phone)),
+            "document_number": personal.and_then(|p| plain(&p.document_number)),
+            "personal_data_erased_at": if personal.is_none() { erased_at.map(|t| t.to_rfc3339()) } else { None },
+        },
+        "cases": cases.iter().map(|c| json!({
+            "case_id": c.id.to_string(),
+            "case_number": c.number,
+            "status": c.status.as_str(),
+            "channel": c.channel.as_str(),
+            "opened_at": c.opened_at.to_rfc3339(),
+            "description": c.description,
+            "requested_outcomes": c.requested_outcomes.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+            "segment": serde_json::to_value(&c.segment).unwrap_or_default(),
+            "category": c.category.map(|x| x.as_str()),
+            "severity": c.severity.map(|x| x.as_str()),
+            "resolved_at": c.resolved_at.map(|t| t.to_rfc3339()),
+            "resolution": c.resolution,
+            "timeline": c.timeline.iter().map(|t| json!({
+                "at": t.at.to_rfc3339(),
+                "kind": t.kind,
+                "actor": t.actor,
+                "summary": t.summary,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Validates the request and seals the traveler's personal data for the new case.
+async fn new_case(keys: &PersonalDataKeys, req: pb::OpenCaseRequest) -> Result<NewCase, IntakeError> {
     let mut v = Violations::new();
     let traveler = wire::nested(&mut v, "traveler", req.traveler.as_ref(), wire::traveler_from_proto);
     let segment = wire::nested(&mut v, "segment", req.segment.as_ref(), wire::segment_from_proto);
@@ -51,18 +191,26 @@ fn new_case(req: pb::OpenCaseRequest) -> Result<NewCase, IntakeError> {
     else {
         return Err(IntakeError::Invalid(v));
     };
+    let exposed = |s: &Option<detour_vault::Secret<String>>| s.as_ref().map(|s| s.expose().clone()).unwrap_or_default();
     let fingerprint = fingerprint(&[
-        &traveler.full_name,
-        traveler.email.as_deref().unwrap_or_default(),
-        traveler.phone.as_deref().unwrap_or_default(),
+        traveler.personal.full_name.expose(),
+        &exposed(&traveler.personal.email),
+        &exposed(&traveler.personal.phone),
+        &exposed(&traveler.personal.document_number),
         &serde_json::to_string(&segment).unwrap_or_default(),
         channel.as_str(),
         &description,
     ]);
     let received_at = time::now();
+    let id = CaseId::new();
+    let sealed = keys.seal(id, &traveler.personal).await?;
     Ok(NewCase {
-        id: CaseId::new(),
-        traveler,
+        id,
+        traveler: StoredTraveler {
+            id: traveler.id,
+            preferred_language: traveler.preferred_language,
+            personal: StoredPersonal::Sealed(sealed),
+        },
         segment,
         channel,
         description,
@@ -91,7 +239,8 @@ fn case_opened(case: &NewCase) -> Event {
     Event::CaseOpened(CaseOpened {
         // Assigned in the repository's transaction, which fills it in.
         case_number: String::new(),
-        traveler: Some(wire::traveler_to_proto(&case.traveler)),
+        traveler_id: Some(common::TravelerId { value: case.traveler.id.to_string() }),
+        preferred_language: case.traveler.preferred_language.clone().unwrap_or_default(),
         segment: Some(wire::segment_to_proto(&case.segment)),
         channel: case.channel.to_proto(),
         description: case.description.clone(),
@@ -100,11 +249,12 @@ fn case_opened(case: &NewCase) -> Event {
     })
 }
 
-pub(crate) fn case_resolved(id: CaseId, resolution: &Resolution) -> detour_proto::events::v1::Envelope {
+pub(crate) fn case_resolved(id: CaseId, resolution: &Resolution, actor: &Actor) -> detour_proto::events::v1::Envelope {
     events::envelope(
         NAME,
         id,
         resolution.at,
+        actor,
         Event::CaseResolved(CaseResolved {
             resolution: resolution.text.clone(),
             resolved_at: Some(time::to_proto(resolution.at)),
@@ -112,12 +262,30 @@ pub(crate) fn case_resolved(id: CaseId, resolution: &Resolution) -> detour_proto
     )
 }
 
-pub fn case_to_proto(c: &Case) -> pb::Case {
+/// `personal` is the case's opened personal data, `None` once erased.
+pub fn case_to_proto(c: &Case, personal: Option<&PersonalData>) -> pb::Case {
+    let traveler = match personal {
+        Some(p) => wire::traveler_to_proto(&Traveler {
+            id: c.traveler.id,
+            preferred_language: c.traveler.preferred_language.clone(),
+            personal: p.clone(),
+        }),
+        None => common::Traveler {
+            id: Some(common::TravelerId { value: c.traveler.id.to_string() }),
+            preferred_language: c.traveler.preferred_language.clone().unwrap_or_default(),
+            ..Default::default()
+        },
+    };
+    let erased_at = match c.traveler.personal {
+        StoredPersonal::Erased { at } => Some(time::to_proto(at)),
+        StoredPersonal::Sealed(_) => None,
+    };
     pb::Case {
         case_id: Some(common::CaseId { value: c.id.to_string() }),
         case_number: c.number.clone(),
         status: c.status.to_proto(),
-        traveler: Some(wire::traveler_to_proto(&c.traveler)),
+        traveler: Some(traveler),
+        personal_data_erased_at: erased_at,
         segment: Some(wire::segment_to_proto(&c.segment)),
         channel: c.channel.to_proto(),
         description: c.description.clone(),
@@ -183,20 +351,9 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::OpenCaseRequest>,
     ) -> Result<Response<pb::OpenCaseResponse>, Status> {
-        let new = new_case(request.into_inner())?;
-        let opened = events::envelope(NAME, new.id, new.received_at, case_opened(&new));
-        let outcome = self.repo.open_case(new, opened).await?;
-        let (case, replayed) = match outcome {
-            OpenOutcome::Created(c) => (c, false),
-            OpenOutcome::Replayed(c) => (c, true),
-        };
-        tracing::info!(case_id = %case.id, case_number = %case.number, replayed, "case accepted");
-        Ok(Response::new(pb::OpenCaseResponse {
-            case_id: Some(common::CaseId { value: case.id.to_string() }),
-            case_number: case.number,
-            first_response_due: Some(time::to_proto(case.first_response_due)),
-            replayed,
-        }))
+        let audit = Audit::of_request(&request)?;
+        let result = self.open(&audit, request.into_inner()).await;
+        Ok(Response::new(self.audit.refusal(&audit, None, result).await?))
     }
 
     async fn get_case(
@@ -205,7 +362,7 @@ impl IntakeService for IntakeApi {
     ) -> Result<Response<pb::GetCaseResponse>, Status> {
         let id = case_id(request.get_ref().case_id.as_ref())?;
         let case = self.repo.get_case(id).await?.ok_or(IntakeError::CaseNotFound(id))?;
-        Ok(Response::new(pb::GetCaseResponse { case: Some(case_to_proto(&case)) }))
+        Ok(Response::new(pb::GetCaseResponse { case: Some(self.reveal(&case).await?) }))
     }
 
     async fn list_cases(
@@ -214,8 +371,12 @@ impl IntakeService for IntakeApi {
     ) -> Result<Response<pb::ListCasesResponse>, Status> {
         let (filter, cursor, limit) = list_request(request.get_ref())?;
         let (cases, next) = self.repo.list_cases(&filter, cursor, limit).await?;
+        let mut answered = Vec::with_capacity(cases.len());
+        for case in &cases {
+            answered.push(self.reveal(case).await?);
+        }
         Ok(Response::new(pb::ListCasesResponse {
-            cases: cases.iter().map(case_to_proto).collect(),
+            cases: answered,
             next_page_token: next.as_ref().map(encode_cursor).unwrap_or_default(),
         }))
     }
@@ -224,21 +385,33 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::ResolveCaseRequest>,
     ) -> Result<Response<pb::ResolveCaseResponse>, Status> {
+        let audit = Audit::of_request(&request)?;
         let req = request.into_inner();
-        let mut v = Violations::new();
-        let id = wire::required_id::<CaseId>(
-            &mut v,
-            "case_id.value",
-            req.case_id.as_ref().map(|c| c.value.as_str()),
-        );
-        let text = wire::text(&mut v, "resolution", &req.resolution, MAX_TEXT_CHARS, false);
-        let Some(id) = id.filter(|_| v.is_empty()) else {
-            return Err(IntakeError::Invalid(v).into());
+        let target = req.case_id.as_ref().and_then(|c| c.value.parse().ok());
+        let result = self.resolve(&audit, req).await;
+        let case = self.audit.refusal(&audit, target, result).await?;
+        Ok(Response::new(pb::ResolveCaseResponse { case: Some(case) }))
+    }
+
+    async fn export_traveler(
+        &self,
+        request: Request<pb::ExportTravelerRequest>,
+    ) -> Result<Response<pb::ExportTravelerResponse>, Status> {
+        let audit = Audit::of_request(&request)?;
+        let result = match traveler_id_of(request.get_ref().traveler_id.as_ref()) {
+            Ok(traveler) => self.export(&audit, traveler).await,
+            Err(e) => Err(e),
         };
-        let resolution = Resolution { text, at: time::now() };
-        let event = case_resolved(id, &resolution);
-        let case = self.repo.resolve_case(id, resolution, event).await?;
-        Ok(Response::new(pb::ResolveCaseResponse { case: Some(case_to_proto(&case)) }))
+        Ok(Response::new(self.audit.refusal(&audit, None, result).await?))
+    }
+
+    async fn erase_traveler(
+        &self,
+        request: Request<pb::EraseTravelerRequest>,
+    ) -> Result<Response<pb::EraseTravelerResponse>, Status> {
+        let audit = Audit::of_request(&request)?;
+        let result = self.erase(&audit, request.get_ref()).await;
+        Ok(Response::new(self.audit.refusal(&audit, None, result).await?))
     }
 }
 

@@ -4,25 +4,37 @@
 pub mod consumer;
 pub mod error;
 pub mod grpc;
+pub mod keys;
 pub mod model;
 pub mod repo;
 
 use std::sync::Arc;
 
+use detour_audit::AuditLog;
 use detour_domain::events::streams;
 use detour_proto::intake::v1::intake_service_server::IntakeServiceServer;
 use detour_server::module::{BuildContext, BuildError, ServiceModule, ServicePart, Wiring};
 use detour_storage::MigrationStep;
 use futures::future::BoxFuture;
 
+use crate::keys::PersonalDataKeys;
+
 pub const NAME: &str = "intake";
 
-pub const MIGRATIONS: &[MigrationStep] = &[MigrationStep {
-    version: 100,
-    description: "cases and timelines",
-    postgres: include_str!("../migrations/postgres/0100_cases.sql"),
-    sqlite: include_str!("../migrations/sqlite/0100_cases.sql"),
-}];
+pub const MIGRATIONS: &[MigrationStep] = &[
+    MigrationStep {
+        version: 100,
+        description: "cases and timelines",
+        postgres: include_str!("../migrations/postgres/0100_cases.sql"),
+        sqlite: include_str!("../migrations/sqlite/0100_cases.sql"),
+    },
+    MigrationStep {
+        version: 101,
+        description: "sealed personal data and data keys",
+        postgres: include_str!("../migrations/postgres/0101_personal_data.sql"),
+        sqlite: include_str!("../migrations/sqlite/0101_personal_data.sql"),
+    },
+];
 
 /// The streams whose events change a case's view.
 const WATCHED: &[&str] = &[streams::TRIAGE, streams::SUPPLIER, streams::COMPENSATION, streams::FEEDBACK];
@@ -35,11 +47,36 @@ pub const MODULE: ServiceModule = ServiceModule {
 };
 
 fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>> {
-    ctx.build_service(&MODULE, |db, relay| {
-        let repo = repo::for_db(db, Some(relay));
-        let updater = Arc::new(consumer::CaseViewUpdater::new(repo.clone()));
-        let server = IntakeServiceServer::new(grpc::IntakeApi::new(repo));
-        Wiring::grpc(server).consume(consumer::GROUP, WATCHED, updater)
+    Box::pin(async move {
+        let settings = ctx.settings;
+        let ring = settings
+            .personal_data_keys()
+            .map_err(|e| BuildError::Other { service: NAME, message: e.to_string() })?;
+        let mut keys = None;
+        let part = ctx
+            .build_service(&MODULE, |db, relay| {
+                let repo = repo::for_db(db, Some(relay));
+                let personal = Arc::new(PersonalDataKeys::new(ring, settings.tenant.clone(), repo.clone()));
+                keys = Some(personal.clone());
+                let updater = Arc::new(consumer::CaseViewUpdater::new(repo.clone()));
+                let api = grpc::IntakeApi::new(repo, personal, AuditLog::new(NAME, db.clone()));
+                Wiring::grpc(IntakeServiceServer::new(api)).consume(consumer::GROUP, WATCHED, updater)
+            })
+            .await?;
+        // Data keys still wrapped by a KEK being rotated out move to the primary before serving,
+        // so the old KEK can leave the configuration once every replica has restarted.
+        if let Some(keys) = keys {
+            match keys.rewrap().await {
+                Ok(report) if report.rewrapped > 0 => {
+                    tracing::info!(rewrapped = report.rewrapped, keys = report.keys, "data keys rewrapped");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(BuildError::Other { service: NAME, message: format!("rewrapping data keys: {e}") });
+                }
+            }
+        }
+        Ok(part)
     })
 }
 

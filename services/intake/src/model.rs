@@ -1,14 +1,65 @@
 //! Intake's domain: the case as the traveler and the desk see it.
 
 use detour_domain::{
-    CaseCategory, CaseId, CaseStatus, Channel, Instant, RequestedOutcome, Segment, Severity, Traveler,
+    CaseCategory, CaseId, CaseStatus, Channel, Instant, RequestedOutcome, Segment, Severity, TravelerId,
 };
+use serde::{Deserialize, Serialize};
+
+/// What intake stores of a traveler: the id and language in the clear, the rest sealed (or gone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTraveler {
+    pub id: TravelerId,
+    pub preferred_language: Option<String>,
+    pub personal: StoredPersonal,
+}
+
+/// The traveler fields kept in the clear, as the `traveler` column holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TravelerRef {
+    pub id: TravelerId,
+    pub preferred_language: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredPersonal {
+    Sealed(SealedPersonal),
+    /// Erased on the traveler's request (or dropped by the migration to encryption).
+    Erased { at: Instant },
+}
+
+/// Name, contact details and document number, sealed with one version of a tenant's data key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedPersonal {
+    pub tenant: String,
+    pub key_version: i64,
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedPersonal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedPersonal")
+            .field("tenant", &self.tenant)
+            .field("key_version", &self.key_version)
+            .field("bytes", &self.ciphertext.len())
+            .finish()
+    }
+}
+
+/// One version of a tenant's data key, as stored: wrapped by a KEK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDataKey {
+    pub tenant: String,
+    pub version: i64,
+    pub kek_id: String,
+    pub wrapped: Vec<u8>,
+    pub created_at: Instant,
+}
 
 /// A validated request to open a case.
 #[derive(Debug, Clone)]
 pub struct NewCase {
     pub id: CaseId,
-    pub traveler: Traveler,
+    pub traveler: StoredTraveler,
     pub segment: Segment,
     pub channel: Channel,
     pub description: String,
@@ -34,7 +85,7 @@ pub struct Case {
     pub id: CaseId,
     pub number: String,
     pub status: CaseStatus,
-    pub traveler: Traveler,
+    pub traveler: StoredTraveler,
     pub segment: Segment,
     pub channel: Channel,
     pub description: String,

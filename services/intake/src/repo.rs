@@ -3,7 +3,8 @@
 //! run against both (`tests/repository.rs`).
 
 use async_trait::async_trait;
-use detour_domain::{CaseId, CaseStatus, time};
+use detour_audit::{Audit, AuditWrite, Outcome, Target};
+use detour_domain::{CaseId, CaseStatus, Instant, TravelerId, time};
 use detour_proto::events::v1::Envelope;
 use detour_proto::events::v1::envelope::Event;
 use detour_storage::decode::{self, instant, optional_instant, parse};
@@ -11,7 +12,8 @@ use detour_storage::keyset::{self, Keyset};
 
 use crate::error::IntakeError;
 use crate::model::{
-    Applied, Case, CaseChange, CaseFilter, Cursor, NewCase, OpenOutcome, Resolution, TimelineEntry,
+    Applied, Case, CaseChange, CaseFilter, Cursor, NewCase, OpenOutcome, Resolution, SealedPersonal,
+    StoredDataKey, StoredPersonal, StoredTraveler, TimelineEntry, TravelerRef,
 };
 
 /// Everything intake stores. Each method is one transaction; events it emits are written to
@@ -20,7 +22,7 @@ use crate::model::{
 pub trait IntakeRepository: Send + Sync + 'static {
     /// Stores the case with its `CaseOpened` event, or answers the original case when the
     /// idempotency key was seen before.
-    async fn open_case(&self, new: NewCase, opened: Envelope) -> Result<OpenOutcome, IntakeError>;
+    async fn open_case(&self, new: NewCase, opened: Envelope, audit: &Audit) -> Result<OpenOutcome, IntakeError>;
 
     async fn get_case(&self, id: CaseId) -> Result<Option<Case>, IntakeError>;
 
@@ -38,6 +40,7 @@ pub trait IntakeRepository: Send + Sync + 'static {
         id: CaseId,
         resolution: Resolution,
         resolved: Envelope,
+        audit: &Audit,
     ) -> Result<Case, IntakeError>;
 
     /// Applies another service's event once: a second delivery of `event_id` changes nothing.
@@ -48,7 +51,37 @@ pub trait IntakeRepository: Send + Sync + 'static {
         event_id: &str,
         change: CaseChange,
         resolved: Option<Envelope>,
+        audit: &Audit,
     ) -> Result<Applied, IntakeError>;
+
+    /// Every case of one traveler, oldest first, with timelines.
+    async fn cases_of_traveler(&self, traveler: TravelerId) -> Result<Vec<Case>, IntakeError>;
+
+    /// Destroys the personal data of every case of `traveler` not erased yet (sealed contact
+    /// details, free text, the request fingerprint) and notes it on each timeline. Answers the
+    /// cases erased now; `TravelerNotFound` when the traveler has no case at all.
+    async fn erase_traveler(&self, traveler: TravelerId, at: Instant, audit: &Audit)
+    -> Result<Vec<CaseId>, IntakeError>;
+
+    /// The data keys of one tenant, every version.
+    async fn data_keys(&self, tenant: &str) -> Result<Vec<StoredDataKey>, IntakeError>;
+
+    /// Every stored data key, of every tenant.
+    async fn all_data_keys(&self) -> Result<Vec<StoredDataKey>, IntakeError>;
+
+    /// Stores a new data key version; false when that version exists already (another replica
+    /// made it first).
+    async fn add_data_key(&self, key: &StoredDataKey, audit: &Audit) -> Result<bool, IntakeError>;
+
+    /// Replaces `key`'s wrapping with one by KEK `kek_id`; false when someone else already
+    /// rewrapped it.
+    async fn rewrap_data_key(
+        &self,
+        key: &StoredDataKey,
+        kek_id: &str,
+        wrapped: &[u8],
+        audit: &Audit,
+    ) -> Result<bool, IntakeError>;
 }
 
 /// Cases are listed newest first.
@@ -65,14 +98,30 @@ macro_rules! sql_repository {
         impl $name {
             fn case_from_row(row: &$row) -> Result<Case, IntakeError> {
                 use sqlx::Row;
-                let traveler: String = row.try_get("traveler")?;
+                let traveler: TravelerRef = decode::json(&row.try_get::<String, _>("traveler")?)?;
                 let segment: String = row.try_get("segment")?;
                 let requested: String = row.try_get("requested_outcomes")?;
+                let sealed: Option<Vec<u8>> = row.try_get("personal_data")?;
+                let version: Option<i64> = row.try_get("data_key_version")?;
+                let erased_at = optional_instant(row.try_get("personal_data_erased_at")?)?;
+                let personal = match (sealed, version, erased_at) {
+                    (Some(ciphertext), Some(key_version), None) => StoredPersonal::Sealed(SealedPersonal {
+                        tenant: row.try_get("tenant")?,
+                        key_version,
+                        ciphertext,
+                    }),
+                    (None, None, Some(at)) => StoredPersonal::Erased { at },
+                    _ => return Err(decode::corrupt("personal data is neither sealed nor erased").into()),
+                };
                 Ok(Case {
                     id: parse(&row.try_get::<String, _>("case_id")?)?,
                     number: row.try_get("case_number")?,
                     status: parse(&row.try_get::<String, _>("status")?)?,
-                    traveler: decode::json(&traveler)?,
+                    traveler: StoredTraveler {
+                        id: traveler.id,
+                        preferred_language: traveler.preferred_language,
+                        personal,
+                    },
                     segment: decode::json(&segment)?,
                     channel: parse(&row.try_get::<String, _>("channel")?)?,
                     description: row.try_get("description")?,
@@ -86,6 +135,17 @@ macro_rules! sql_repository {
                     resolved_at: optional_instant(row.try_get("resolved_at")?)?,
                     resolution: row.try_get("resolution")?,
                     timeline: Vec::new(),
+                })
+            }
+
+            fn data_key_from_row(row: &$row) -> Result<StoredDataKey, IntakeError> {
+                use sqlx::Row;
+                Ok(StoredDataKey {
+                    tenant: row.try_get("tenant")?,
+                    version: row.try_get("version")?,
+                    kek_id: row.try_get("kek_id")?,
+                    wrapped: row.try_get("wrapped")?,
+                    created_at: instant(row.try_get("created_at")?)?,
                 })
             }
 
@@ -154,6 +214,12 @@ macro_rules! sql_repository {
                 Self::load_case(&mut conn, id, true).await
             }
 
+            async fn audit_replay(&self, case: &Case, audit: &Audit) -> Result<(), IntakeError> {
+                let record = audit.record(Some(case.id), vec![Target::new("traveler", case.traveler.id)], Outcome::Replayed);
+                self.pool.acquire().await?.append_audit(&record).await?;
+                Ok(())
+            }
+
             /// Marks the case resolved inside `conn`'s transaction; false when it already was.
             async fn mark_resolved(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -185,13 +251,21 @@ macro_rules! sql_repository {
 
         #[async_trait]
         impl IntakeRepository for $name {
-            async fn open_case(&self, new: NewCase, opened: Envelope) -> Result<OpenOutcome, IntakeError> {
+            async fn open_case(&self, new: NewCase, opened: Envelope, audit: &Audit) -> Result<OpenOutcome, IntakeError> {
                 use sqlx::Row;
                 if let Some(key) = &new.idempotency_key {
                     if let Some(case) = self.replay(key, &new.fingerprint).await? {
+                        self.audit_replay(&case, audit).await?;
                         return Ok(OpenOutcome::Replayed(case));
                     }
                 }
+                let StoredPersonal::Sealed(sealed) = &new.traveler.personal else {
+                    return Err(decode::corrupt("a new case must carry sealed personal data").into());
+                };
+                let traveler = TravelerRef {
+                    id: new.traveler.id,
+                    preferred_language: new.traveler.preferred_language.clone(),
+                };
                 let mut tx = self.pool.begin_with($begin).await?;
                 let number: i64 = sqlx::query("INSERT INTO case_numbers (case_id) VALUES ($1) RETURNING number")
                     .bind(new.id.to_string())
@@ -200,13 +274,14 @@ macro_rules! sql_repository {
                     .try_get("number")?;
                 let inserted = sqlx::query(
                     "INSERT INTO cases (case_id, case_number, status, traveler, segment, channel, description, \
-                     requested_outcomes, opened_at, first_response_due, idempotency_key, request_fingerprint) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     requested_outcomes, opened_at, first_response_due, idempotency_key, request_fingerprint, \
+                     tenant, traveler_id, personal_data, data_key_version) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                 )
                 .bind(new.id.to_string())
                 .bind(case_number(number))
                 .bind(CaseStatus::Open.as_str())
-                .bind(decode::to_json(&new.traveler)?)
+                .bind(decode::to_json(&traveler)?)
                 .bind(decode::to_json(&new.segment)?)
                 .bind(new.channel.as_str())
                 .bind(&new.description)
@@ -215,6 +290,10 @@ macro_rules! sql_repository {
                 .bind(time::to_micros(new.first_response_due))
                 .bind(new.idempotency_key.as_deref())
                 .bind(&new.fingerprint)
+                .bind(&sealed.tenant)
+                .bind(new.traveler.id.to_string())
+                .bind(&sealed.ciphertext)
+                .bind(sealed.key_version)
                 .execute(&mut *tx)
                 .await;
                 if let Err(e) = inserted {
@@ -223,6 +302,7 @@ macro_rules! sql_repository {
                     if let (true, Some(key)) = (err.is_unique_violation(), &new.idempotency_key) {
                         drop(tx);
                         if let Some(case) = self.replay(key, &new.fingerprint).await? {
+                            self.audit_replay(&case, audit).await?;
                             return Ok(OpenOutcome::Replayed(case));
                         }
                     }
@@ -240,6 +320,8 @@ macro_rules! sql_repository {
                     e.case_number = case_number(number);
                 }
                 $enqueue(&mut tx, detour_domain::events::streams::INTAKE, &opened).await?;
+                let record = audit.record(Some(new.id), vec![Target::new("traveler", new.traveler.id)], Outcome::Ok);
+                tx.append_audit(&record).await?;
                 let case = Self::load_case(&mut tx, new.id, true).await?.ok_or(IntakeError::CaseNotFound(new.id))?;
                 tx.commit().await?;
                 self.committed();
@@ -283,7 +365,13 @@ macro_rules! sql_repository {
                 }))
             }
 
-            async fn resolve_case(&self, id: CaseId, resolution: Resolution, resolved: Envelope) -> Result<Case, IntakeError> {
+            async fn resolve_case(
+                &self,
+                id: CaseId,
+                resolution: Resolution,
+                resolved: Envelope,
+                audit: &Audit,
+            ) -> Result<Case, IntakeError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let case = Self::load_case(&mut tx, id, false).await?.ok_or(IntakeError::CaseNotFound(id))?;
                 if case.status == CaseStatus::Resolved {
@@ -293,6 +381,7 @@ macro_rules! sql_repository {
                     return Err(IntakeError::AlreadyResolved(id));
                 }
                 $enqueue(&mut tx, detour_domain::events::streams::INTAKE, &resolved).await?;
+                tx.append_audit(&audit.record(Some(id), Vec::new(), Outcome::Ok)).await?;
                 let case = Self::load_case(&mut tx, id, true).await?.ok_or(IntakeError::CaseNotFound(id))?;
                 tx.commit().await?;
                 self.committed();
@@ -305,6 +394,7 @@ macro_rules! sql_repository {
                 event_id: &str,
                 change: CaseChange,
                 resolved: Option<Envelope>,
+                audit: &Audit,
             ) -> Result<Applied, IntakeError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 if !$mark_processed(&mut tx, consumer, event_id).await? {
@@ -344,9 +434,137 @@ macro_rules! sql_repository {
                         $enqueue(&mut tx, detour_domain::events::streams::INTAKE, event).await?;
                     }
                 }
+                tx.append_audit(&audit.record(Some(change.case_id), Vec::new(), Outcome::Ok)).await?;
                 tx.commit().await?;
                 self.committed();
                 Ok(Applied::Applied)
+            }
+
+            async fn cases_of_traveler(&self, traveler: TravelerId) -> Result<Vec<Case>, IntakeError> {
+                use sqlx::Row;
+                let mut conn = self.pool.acquire().await?;
+                let ids = sqlx::query("SELECT case_id FROM cases WHERE traveler_id = $1 ORDER BY opened_at, case_id")
+                    .bind(traveler.to_string())
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let mut cases = Vec::with_capacity(ids.len());
+                for row in ids {
+                    let id: CaseId = parse(&row.try_get::<String, _>("case_id")?)?;
+                    if let Some(case) = Self::load_case(&mut conn, id, true).await? {
+                        cases.push(case);
+                    }
+                }
+                Ok(cases)
+            }
+
+            async fn erase_traveler(
+                &self,
+                traveler: TravelerId,
+                at: Instant,
+                audit: &Audit,
+            ) -> Result<Vec<CaseId>, IntakeError> {
+                use sqlx::Row;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let known: i64 = sqlx::query("SELECT COUNT(*) AS n FROM cases WHERE traveler_id = $1")
+                    .bind(traveler.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("n")?;
+                if known == 0 {
+                    return Err(IntakeError::TravelerNotFound(traveler));
+                }
+                // The free text is the traveler's own words and the resolution an agent's words to
+                // them: both may name the person, so both go with the contact details.
+                let rows = sqlx::query(
+                    "UPDATE cases SET personal_data = NULL, data_key_version = NULL, personal_data_erased_at = $1, \
+                     description = '', resolution = CASE WHEN resolution IS NULL THEN NULL ELSE '' END, \
+                     request_fingerprint = NULL \
+                     WHERE traveler_id = $2 AND personal_data_erased_at IS NULL RETURNING case_id",
+                )
+                .bind(time::to_micros(at))
+                .bind(traveler.to_string())
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut erased = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let id: CaseId = parse(&row.try_get::<String, _>("case_id")?)?;
+                    let entry = TimelineEntry {
+                        at,
+                        kind: "personal_data.erased".into(),
+                        actor: "intake".into(),
+                        summary: "The traveler's personal data was erased on request".into(),
+                    };
+                    Self::add_timeline(&mut tx, id, &entry).await?;
+                    tx.append_audit(&audit.record(Some(id), vec![Target::new("traveler", traveler)], Outcome::Ok)).await?;
+                    erased.push(id);
+                }
+                tx.commit().await?;
+                Ok(erased)
+            }
+
+            async fn data_keys(&self, tenant: &str) -> Result<Vec<StoredDataKey>, IntakeError> {
+                let rows = sqlx::query("SELECT * FROM data_keys WHERE tenant = $1 ORDER BY version")
+                    .bind(tenant)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::data_key_from_row).collect()
+            }
+
+            async fn all_data_keys(&self) -> Result<Vec<StoredDataKey>, IntakeError> {
+                let rows = sqlx::query("SELECT * FROM data_keys ORDER BY tenant, version").fetch_all(&self.pool).await?;
+                rows.iter().map(Self::data_key_from_row).collect()
+            }
+
+            async fn add_data_key(&self, key: &StoredDataKey, audit: &Audit) -> Result<bool, IntakeError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO data_keys (tenant, version, kek_id, wrapped, created_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (tenant, version) DO NOTHING",
+                )
+                .bind(&key.tenant)
+                .bind(key.version)
+                .bind(&key.kek_id)
+                .bind(&key.wrapped)
+                .bind(time::to_micros(key.created_at))
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                let target = vec![Target::new("data_key", format!("{}/{}", key.tenant, key.version))];
+                tx.append_audit(&audit.record(None, target, Outcome::Ok)).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn rewrap_data_key(
+                &self,
+                key: &StoredDataKey,
+                kek_id: &str,
+                wrapped: &[u8],
+                audit: &Audit,
+            ) -> Result<bool, IntakeError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let done = sqlx::query(
+                    "UPDATE data_keys SET kek_id = $1, wrapped = $2 WHERE tenant = $3 AND version = $4 AND kek_id = $5",
+                )
+                .bind(kek_id)
+                .bind(wrapped)
+                .bind(&key.tenant)
+                .bind(key.version)
+                .bind(&key.kek_id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                let target = vec![
+                    Target::new("data_key", format!("{}/{}", key.tenant, key.version)),
+                    Target::new("kek", kek_id),
+                ];
+                tx.append_audit(&audit.record(None, target, Outcome::Ok)).await?;
+                tx.commit().await?;
+                Ok(true)
             }
         }
     };

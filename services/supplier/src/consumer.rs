@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use detour_domain::{CaseCategory, Instant, Severity, SupplierRequestId, events, time, wire};
+use detour_audit::Audit;
+use detour_domain::{Actor, CaseCategory, Instant, Severity, SupplierRequestId, events, time, wire};
 use detour_events::consumer::{EventHandler, HandlerError};
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::{Envelope, SupplierRequestOpened, envelope::Event};
@@ -58,12 +59,14 @@ pub(crate) fn request_for(env: &Envelope, now: Instant) -> Result<Option<NewSupp
     }))
 }
 
-/// The `SupplierRequestOpened` event for a new request.
-pub fn request_opened(new: &NewSupplierRequest) -> Envelope {
+/// The `SupplierRequestOpened` event for a new request, opened by `actor` (supplier
+/// coordination acting for the user behind the triage).
+pub fn request_opened(new: &NewSupplierRequest, actor: &Actor) -> Envelope {
     events::envelope(
         NAME,
         new.case_id,
         new.opened_at,
+        actor,
         Event::SupplierRequestOpened(SupplierRequestOpened {
             request_id: Some(common::SupplierRequestId { value: new.id.to_string() }),
             supplier_code: new.supplier_code.clone(),
@@ -76,9 +79,10 @@ pub fn request_opened(new: &NewSupplierRequest) -> Envelope {
 impl EventHandler for RequestOpener {
     async fn handle(&self, event_id: &str, envelope: Envelope) -> Result<(), HandlerError> {
         let Some(new) = request_for(&envelope, crate::model::now())? else { return Ok(()) };
-        let opened = request_opened(&new);
+        let audit = Audit::of_event(NAME, &envelope);
+        let opened = request_opened(&new, &audit.actor);
         let case_id = new.case_id;
-        match self.repo.open_request(GROUP, event_id, new, opened).await {
+        match self.repo.open_request(GROUP, event_id, new, opened, &audit).await {
             Ok(Opened::Opened(id)) => {
                 tracing::info!(%case_id, request_id = %id, "supplier request opened");
                 Ok(())
@@ -114,6 +118,7 @@ mod tests {
             "triage",
             detour_domain::CaseId::new(),
             time::from_micros(1_796_000_000_000_000).unwrap(),
+            &Actor::service("triage", Some("u-1".into())),
             Event::CaseTriaged(CaseTriaged {
                 category: CaseCategory::HotelProblem.to_proto(),
                 severity: severity.to_proto(),

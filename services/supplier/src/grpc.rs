@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use detour_domain::{CaseId, SupplierRequestId, events, time, wire};
+use detour_audit::{Audit, AuditLog};
+use detour_domain::{Actor, CaseId, SupplierRequestId, events, time, wire};
 use detour_errors::Violations;
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1 as ev;
@@ -22,11 +23,34 @@ pub const MAX_DETAILS_CHARS: usize = 4_000;
 
 pub struct SupplierApi {
     repo: Arc<dyn SupplierRepository>,
+    audit: AuditLog,
 }
 
 impl SupplierApi {
-    pub fn new(repo: Arc<dyn SupplierRepository>) -> Self {
-        Self { repo }
+    pub fn new(repo: Arc<dyn SupplierRepository>, audit: AuditLog) -> Self {
+        Self { repo, audit }
+    }
+
+    /// Records the answer `req` carries for `audit`'s caller. `case_id` is set as soon as the
+    /// request's case is known, so that a refusal is recorded against it.
+    async fn respond(
+        &self,
+        audit: &Audit,
+        req: &pb::RecordSupplierResponseRequest,
+        case_id: &mut Option<CaseId>,
+    ) -> Result<SupplierRequest, SupplierError> {
+        let (id, answer) = answer(req)?;
+        // The event names the case and the supplier, which never change once the request is
+        // open; the repository's conditional update still decides who answers first.
+        let current = self.repo.get_request(id).await?.ok_or(SupplierError::RequestNotFound(id))?;
+        *case_id = Some(current.case_id);
+        if current.status == RequestStatus::Answered {
+            return Err(SupplierError::AlreadyAnswered(id));
+        }
+        let event = supplier_responded(&current, &answer, &audit.actor);
+        let updated = self.repo.record_response(id, answer, event, audit).await?;
+        tracing::info!(request_id = %id, case_id = %updated.case_id, "supplier response recorded");
+        Ok(updated)
     }
 }
 
@@ -46,12 +70,13 @@ pub fn request_to_proto(r: &SupplierRequest) -> pb::SupplierRequest {
     }
 }
 
-/// The `SupplierResponded` event for `answer` to `request`.
-pub fn supplier_responded(request: &SupplierRequest, answer: &SupplierAnswer) -> ev::Envelope {
+/// The `SupplierResponded` event for `answer` to `request`, recorded by `actor`.
+pub fn supplier_responded(request: &SupplierRequest, answer: &SupplierAnswer, actor: &Actor) -> ev::Envelope {
     events::envelope(
         NAME,
         request.case_id,
         answer.responded_at,
+        actor,
         ev::envelope::Event::SupplierResponded(ev::SupplierResponded {
             request_id: Some(common::SupplierRequestId { value: request.id.to_string() }),
             supplier_code: request.supplier_code.clone(),
@@ -156,16 +181,11 @@ impl SupplierService for SupplierApi {
         &self,
         request: Request<pb::RecordSupplierResponseRequest>,
     ) -> Result<Response<pb::RecordSupplierResponseResponse>, Status> {
-        let (id, answer) = answer(request.get_ref())?;
-        // The event names the case and the supplier, which never change once the request is
-        // open; the repository's conditional update still decides who answers first.
-        let current = self.repo.get_request(id).await?.ok_or(SupplierError::RequestNotFound(id))?;
-        if current.status == RequestStatus::Answered {
-            return Err(SupplierError::AlreadyAnswered(id).into());
-        }
-        let event = supplier_responded(&current, &answer);
-        let updated = self.repo.record_response(id, answer, event).await?;
-        tracing::info!(request_id = %id, case_id = %updated.case_id, "supplier response recorded");
+        let audit = Audit::of_request(&request)?;
+        let req = request.into_inner();
+        let mut case_id = None;
+        let result = self.respond(&audit, &req, &mut case_id).await;
+        let updated = self.audit.refusal(&audit, case_id, result).await?;
         Ok(Response::new(pb::RecordSupplierResponseResponse { request: Some(request_to_proto(&updated)) }))
     }
 }

@@ -3,6 +3,7 @@
 //! contract test suite run against both (`tests/it/repository.rs`).
 
 use async_trait::async_trait;
+use detour_audit::{Audit, AuditWrite, Outcome, Target};
 use detour_domain::{SupplierRequestId, time};
 use detour_proto::events::v1::Envelope;
 use detour_storage::decode::{self, corrupt, instant, parse};
@@ -18,14 +19,16 @@ use crate::model::{
 #[async_trait]
 pub trait SupplierRepository: Send + Sync + 'static {
     /// Applies one triage event: opens the case's request and emits `opened` (its
-    /// `SupplierRequestOpened`), unless `event_id` was applied before or the case already has a
-    /// request, in which case nothing changes and nothing is emitted.
+    /// `SupplierRequestOpened`) and the audit record of `audit`, unless `event_id` was applied
+    /// before or the case already has a request, in which case nothing changes and nothing is
+    /// emitted or recorded.
     async fn open_request(
         &self,
         consumer: &str,
         event_id: &str,
         new: NewSupplierRequest,
         opened: Envelope,
+        audit: &Audit,
     ) -> Result<Opened, SupplierError>;
 
     async fn get_request(&self, id: SupplierRequestId) -> Result<Option<SupplierRequest>, SupplierError>;
@@ -38,13 +41,15 @@ pub trait SupplierRepository: Send + Sync + 'static {
         limit: u32,
     ) -> Result<(Vec<SupplierRequest>, Option<Cursor>), SupplierError>;
 
-    /// Records the answer to an open request and emits `responded` (its `SupplierResponded`).
-    /// An answered request keeps its first answer: a second one is refused.
+    /// Records the answer to an open request, emits `responded` (its `SupplierResponded`) and
+    /// appends the audit record of `audit`. An answered request keeps its first answer: a second
+    /// one is refused (and the caller records the refusal).
     async fn record_response(
         &self,
         id: SupplierRequestId,
         answer: SupplierAnswer,
         responded: Envelope,
+        audit: &Audit,
     ) -> Result<SupplierRequest, SupplierError>;
 }
 
@@ -105,6 +110,7 @@ macro_rules! sql_repository {
                 event_id: &str,
                 new: NewSupplierRequest,
                 opened: Envelope,
+                audit: &Audit,
             ) -> Result<Opened, SupplierError> {
                 use sqlx::Row;
                 let mut tx = self.pool.begin_with($begin).await?;
@@ -140,6 +146,9 @@ macro_rules! sql_repository {
                     return Ok(Opened::CaseHasRequest(parse(&existing)?));
                 }
                 $enqueue(&mut tx, detour_domain::events::streams::SUPPLIER, &opened).await?;
+                let record =
+                    audit.record(Some(new.case_id), vec![Target::new("supplier_request", new.id)], Outcome::Ok);
+                AuditWrite::append_audit(&mut *tx, &record).await?;
                 tx.commit().await?;
                 self.committed();
                 Ok(Opened::Opened(new.id))
@@ -181,6 +190,7 @@ macro_rules! sql_repository {
                 id: SupplierRequestId,
                 answer: SupplierAnswer,
                 responded: Envelope,
+                audit: &Audit,
             ) -> Result<SupplierRequest, SupplierError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let done = sqlx::query(
@@ -203,6 +213,9 @@ macro_rules! sql_repository {
                 }
                 $enqueue(&mut tx, detour_domain::events::streams::SUPPLIER, &responded).await?;
                 let request = Self::load(&mut tx, id).await?.ok_or(SupplierError::RequestNotFound(id))?;
+                let record =
+                    audit.record(Some(request.case_id), vec![Target::new("supplier_request", id)], Outcome::Ok);
+                AuditWrite::append_audit(&mut *tx, &record).await?;
                 tx.commit().await?;
                 self.committed();
                 Ok(request)

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use detour_domain::{Segment, events, time, wire};
+use detour_audit::Audit;
+use detour_domain::{Actor, Segment, events, time, wire};
 use detour_events::consumer::{EventHandler, HandlerError};
 use detour_proto::events::v1::{CaseOpened, CaseTriaged, Envelope, envelope::Event};
 
@@ -47,13 +48,15 @@ pub fn opened_case(env: &Envelope, opened: &CaseOpened) -> Result<OpenedCase, Ha
     Ok(OpenedCase { case_id, description: opened.description.clone(), segment, received_at })
 }
 
-/// The `CaseTriaged` event of a triage. The segment travels with it so that supplier and
-/// compensation need not read intake's data.
-pub fn case_triaged(triage: &Triage, segment: &Segment) -> Envelope {
+/// The `CaseTriaged` event of a triage, made by `actor` (triage acting for whoever opened the
+/// case). The segment travels with it so that supplier and compensation need not read intake's
+/// data.
+pub fn case_triaged(triage: &Triage, segment: &Segment, actor: &Actor) -> Envelope {
     events::envelope(
         NAME,
         triage.case_id,
         triage.triaged_at,
+        actor,
         Event::CaseTriaged(CaseTriaged {
             category: triage.category.to_proto(),
             severity: triage.severity.to_proto(),
@@ -86,12 +89,13 @@ fn outcome(event_id: &str, result: Result<Applied, TriageError>) -> Result<(), H
 #[async_trait]
 impl EventHandler for Triager {
     async fn handle(&self, event_id: &str, envelope: Envelope) -> Result<(), HandlerError> {
+        let audit = Audit::of_event(NAME, &envelope);
         match envelope.event.as_ref() {
             Some(Event::CaseOpened(opened)) => {
                 let case = opened_case(&envelope, opened)?;
                 let triage = classify::triage(&case, time::now());
-                let event = case_triaged(&triage, &case.segment);
-                let result = self.repo.record_triage(GROUP, event_id, &triage, &event).await;
+                let event = case_triaged(&triage, &case.segment, &audit.actor);
+                let result = self.repo.record_triage(GROUP, event_id, &triage, &event, &audit).await;
                 if let Ok(Applied::Applied) = result {
                     tracing::info!(
                         case_id = %triage.case_id, category = %triage.category, severity = %triage.severity,
@@ -110,7 +114,7 @@ impl EventHandler for Triager {
                     .or_else(|| events::occurred_at(&envelope))
                     .map(time::truncate)
                     .ok_or_else(|| permanent("CaseResolved has no valid resolved_at"))?;
-                outcome(event_id, self.repo.resolve(GROUP, event_id, case_id, at).await)
+                outcome(event_id, self.repo.resolve(GROUP, event_id, case_id, at, &audit).await)
             }
             Some(_) => Ok(()),
             None => Err(permanent("event has no payload")),

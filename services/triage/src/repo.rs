@@ -3,6 +3,7 @@
 //! run against both (`tests/it/repository.rs`).
 
 use async_trait::async_trait;
+use detour_audit::{Audit, AuditWrite, Outcome, Target};
 use detour_domain::{CaseId, Instant, time};
 use detour_proto::events::v1::Envelope;
 use detour_storage::decode::{instant, optional_instant, parse};
@@ -15,25 +16,29 @@ use crate::model::{Applied, Cursor, Queue, Triage};
 /// to the outbox inside that transaction.
 #[async_trait]
 pub trait TriageRepository: Send + Sync + 'static {
-    /// Stores a new case's triage with its `CaseTriaged` event (`triaged`), once: a redelivered
-    /// event, or another event for a case that already has a triage, changes nothing.
+    /// Stores a new case's triage with its `CaseTriaged` event (`triaged`) and its audit record,
+    /// once: a redelivered event, or another event for a case that already has a triage, changes
+    /// nothing and records nothing.
     async fn record_triage(
         &self,
         consumer: &str,
         event_id: &str,
         triage: &Triage,
         triaged: &Envelope,
+        audit: &Audit,
     ) -> Result<Applied, TriageError>;
 
     /// Takes a resolved case out of its queue, once per event. `NotFound` when triage has not
     /// recorded the case yet (its `CaseOpened` is still to be applied); nothing is kept then,
-    /// so the event can be delivered again.
+    /// so the event can be delivered again. Taking the case out is audited; a redelivery or a
+    /// second resolution changes and records nothing.
     async fn resolve(
         &self,
         consumer: &str,
         event_id: &str,
         case_id: CaseId,
         at: Instant,
+        audit: &Audit,
     ) -> Result<Applied, TriageError>;
 
     async fn get_triage(&self, case_id: CaseId) -> Result<Option<Triage>, TriageError>;
@@ -82,6 +87,7 @@ macro_rules! sql_repository {
                 event_id: &str,
                 triage: &Triage,
                 triaged: &Envelope,
+                audit: &Audit,
             ) -> Result<Applied, TriageError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 if !$mark_processed(&mut tx, consumer, event_id).await? {
@@ -111,6 +117,10 @@ macro_rules! sql_repository {
                     return Ok(Applied::Unchanged);
                 }
                 $enqueue(&mut tx, detour_domain::events::streams::TRIAGE, triaged).await?;
+                // The case's queue is what the triage touched besides the case itself.
+                let record =
+                    audit.record(Some(triage.case_id), vec![Target::new("queue", triage.queue.as_str())], Outcome::Ok);
+                AuditWrite::append_audit(&mut *tx, &record).await?;
                 tx.commit().await?;
                 self.committed();
                 Ok(Applied::Applied)
@@ -122,6 +132,7 @@ macro_rules! sql_repository {
                 event_id: &str,
                 case_id: CaseId,
                 at: Instant,
+                audit: &Audit,
             ) -> Result<Applied, TriageError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 if !$mark_processed(&mut tx, consumer, event_id).await? {
@@ -144,6 +155,7 @@ macro_rules! sql_repository {
                     tx.commit().await?;
                     return Ok(Applied::Unchanged);
                 }
+                AuditWrite::append_audit(&mut *tx, &audit.record(Some(case_id), Vec::new(), Outcome::Ok)).await?;
                 tx.commit().await?;
                 Ok(Applied::Applied)
             }

@@ -1,0 +1,186 @@
+//! Envelope encryption of travelers' personal data.
+//!
+//! Each tenant has numbered data keys; the newest seals new cases, every version stays readable.
+//! A data key is stored only wrapped by a key-encryption key (KEK) from configuration, so a
+//! database dump without the configuration reveals nothing. Rotating the KEK rewraps the data
+//! keys at start-up ([`PersonalDataKeys::rewrap`]); the sealed fields are never re-encrypted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use detour_audit::Audit;
+use detour_domain::{CaseId, PersonalData, time};
+use detour_vault::{DataKey, KeyRing, Secret, WrappedKey};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use crate::error::IntakeError;
+use crate::model::{SealedPersonal, StoredDataKey};
+use crate::repo::IntakeRepository;
+
+/// What the data keys look like after [`PersonalDataKeys::rewrap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RewrapReport {
+    pub keys: usize,
+    pub rewrapped: usize,
+}
+
+pub struct PersonalDataKeys {
+    ring: KeyRing,
+    tenant: String,
+    repo: Arc<dyn IntakeRepository>,
+    /// Unwrapped data keys by (tenant, version): unwrapping is cheap, but a list of 500 cases
+    /// should not do it 500 times.
+    cache: Mutex<HashMap<(String, i64), Arc<DataKey>>>,
+}
+
+/// The plain form sealed into `cases.personal_data`. Short field names keep the blob small.
+#[derive(Serialize, Deserialize, Zeroize)]
+struct Plain {
+    n: String,
+    e: Option<String>,
+    p: Option<String>,
+    d: Option<String>,
+}
+
+fn wrap_context(tenant: &str, version: i64) -> Vec<u8> {
+    format!("detour.intake.data-key.v1|{tenant}|{version}").into_bytes()
+}
+
+/// Binds a sealed blob to its row: copied onto another case it no longer opens.
+fn seal_context(tenant: &str, case: CaseId) -> Vec<u8> {
+    format!("detour.intake.personal.v1|{tenant}|{case}").into_bytes()
+}
+
+impl PersonalDataKeys {
+    pub fn new(ring: KeyRing, tenant: impl Into<String>, repo: Arc<dyn IntakeRepository>) -> Self {
+        Self { ring, tenant: tenant.into(), repo, cache: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    fn cached(&self, tenant: &str, version: i64) -> Option<Arc<DataKey>> {
+        self.cache.lock().ok()?.get(&(tenant.to_owned(), version)).cloned()
+    }
+
+    fn remember(&self, tenant: &str, version: i64, key: DataKey) -> Arc<DataKey> {
+        let key = Arc::new(key);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert((tenant.to_owned(), version), key.clone());
+        }
+        key
+    }
+
+    fn unwrap_stored(&self, stored: &StoredDataKey) -> Result<DataKey, IntakeError> {
+        let wrapped = WrappedKey { kek_id: stored.kek_id.clone(), ciphertext: stored.wrapped.clone() };
+        Ok(self.ring.unwrap(&wrapped, &wrap_context(&stored.tenant, stored.version))?)
+    }
+
+    async fn key(&self, tenant: &str, version: i64) -> Result<Arc<DataKey>, IntakeError> {
+        if let Some(key) = self.cached(tenant, version) {
+            return Ok(key);
+        }
+        let stored = self
+            .repo
+            .data_keys(tenant)
+            .await?
+            .into_iter()
+            .find(|k| k.version == version)
+            .ok_or_else(|| IntakeError::DataKeyMissing { tenant: tenant.to_owned(), version })?;
+        let key = self.unwrap_stored(&stored)?;
+        Ok(self.remember(tenant, version, key))
+    }
+
+    /// The newest data key of this deployment's tenant, made on first use.
+    async fn current(&self) -> Result<(i64, Arc<DataKey>), IntakeError> {
+        let keys = self.repo.data_keys(&self.tenant).await?;
+        if let Some(newest) = keys.iter().max_by_key(|k| k.version) {
+            if let Some(key) = self.cached(&self.tenant, newest.version) {
+                return Ok((newest.version, key));
+            }
+            let key = self.unwrap_stored(newest)?;
+            return Ok((newest.version, self.remember(&self.tenant, newest.version, key)));
+        }
+        self.add_version(1, &Audit::of_service(crate::NAME, "create data key")).await
+    }
+
+    /// Starts data key `version`; when another replica got there first, uses theirs.
+    async fn add_version(&self, version: i64, audit: &Audit) -> Result<(i64, Arc<DataKey>), IntakeError> {
+        let key = DataKey::generate()?;
+        let wrapped = self.ring.wrap(&key, &wrap_context(&self.tenant, version))?;
+        let stored = StoredDataKey {
+            tenant: self.tenant.clone(),
+            version,
+            kek_id: wrapped.kek_id,
+            wrapped: wrapped.ciphertext,
+            created_at: time::now(),
+        };
+        if self.repo.add_data_key(&stored, audit).await? {
+            return Ok((version, self.remember(&self.tenant, version, key)));
+        }
+        Ok((version, self.key(&self.tenant, version).await?))
+    }
+
+    /// Starts a new data key version for new cases; older cases stay readable with theirs.
+    pub async fn rotate_data_key(&self, audit: &Audit) -> Result<i64, IntakeError> {
+        let newest = self.repo.data_keys(&self.tenant).await?.iter().map(|k| k.version).max().unwrap_or(0);
+        Ok(self.add_version(newest + 1, audit).await?.0)
+    }
+
+    /// Rewraps every stored data key (all tenants) not wrapped by the primary KEK, so that the
+    /// KEKs being rotated out can leave the configuration. Safe to run on several replicas at
+    /// once: a key is rewrapped only if still wrapped by the KEK it was read with.
+    pub async fn rewrap(&self) -> Result<RewrapReport, IntakeError> {
+        let audit = Audit::of_service(crate::NAME, "rewrap data key");
+        let keys = self.repo.all_data_keys().await?;
+        let mut rewrapped = 0;
+        for stored in &keys {
+            let wrapped = WrappedKey { kek_id: stored.kek_id.clone(), ciphertext: stored.wrapped.clone() };
+            if !self.ring.needs_rewrap(&wrapped) {
+                continue;
+            }
+            let new = self.ring.rewrap(&wrapped, &wrap_context(&stored.tenant, stored.version))?;
+            if self.repo.rewrap_data_key(stored, &new.kek_id, &new.ciphertext, &audit).await? {
+                rewrapped += 1;
+            }
+        }
+        Ok(RewrapReport { keys: keys.len(), rewrapped })
+    }
+
+    pub async fn seal(&self, case: CaseId, personal: &PersonalData) -> Result<SealedPersonal, IntakeError> {
+        let (version, key) = self.current().await?;
+        let exposed = |s: &Option<Secret<String>>| s.as_ref().map(|s| s.expose().clone());
+        let mut plain = Plain {
+            n: personal.full_name.expose().clone(),
+            e: exposed(&personal.email),
+            p: exposed(&personal.phone),
+            d: exposed(&personal.document_number),
+        };
+        let json = serde_json::to_vec(&plain);
+        plain.zeroize();
+        // serde's messages can quote the value; none of it may reach a log.
+        let mut json =
+            json.map_err(|_| IntakeError::Storage(detour_storage::decode::corrupt("personal data did not encode")))?;
+        let sealed = detour_vault::seal(&key, &json, &seal_context(&self.tenant, case));
+        json.zeroize();
+        Ok(SealedPersonal { tenant: self.tenant.clone(), key_version: version, ciphertext: sealed? })
+    }
+
+    pub async fn open(&self, case: CaseId, sealed: &SealedPersonal) -> Result<PersonalData, IntakeError> {
+        let key = self.key(&sealed.tenant, sealed.key_version).await?;
+        let mut json = detour_vault::open(&key, &sealed.ciphertext, &seal_context(&sealed.tenant, case))?;
+        let plain: Result<Plain, _> = serde_json::from_slice(&json);
+        json.zeroize();
+        let plain = plain
+            .map_err(|_| IntakeError::Storage(detour_storage::decode::corrupt("sealed personal data is not valid")))?;
+        let Plain { n, e, p, d } = plain;
+        Ok(PersonalData {
+            full_name: Secret::new(n),
+            email: e.map(Secret::new),
+            phone: p.map(Secret::new),
+            document_number: d.map(Secret::new),
+        })
+    }
+}
