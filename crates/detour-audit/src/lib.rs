@@ -11,7 +11,7 @@
 //! contact details, so they can be kept for good and erasure never has to touch them. The
 //! table's triggers refuse every update and delete, on both backends.
 
-use detour_auth::{Caller, Principal};
+use detour_auth::{AuthorizedRpc, Caller, Principal};
 use detour_domain::{Actor, AuditId, CaseId, Instant, events, time};
 use detour_errors::ErrorCode;
 use detour_proto::events::v1::Envelope;
@@ -41,8 +41,8 @@ impl Audit {
             .ok_or_else(|| tonic::Status::unauthenticated("no authenticated caller"))?;
         let action = request
             .extensions()
-            .get::<tonic::GrpcMethod<'static>>()
-            .map_or_else(|| "grpc".to_owned(), |m| format!("{}/{}", m.service(), m.method()));
+            .get::<AuthorizedRpc>()
+            .map_or_else(|| "unknown rpc".to_owned(), |rpc| rpc.as_str().to_owned());
         Ok(Self {
             actor: actor_of(principal),
             action,

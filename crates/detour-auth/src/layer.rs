@@ -52,6 +52,18 @@ impl<S> Layer<S> for AuthLayer {
     }
 }
 
+/// The RPC (`package.Service/Method`) the policy allowed the request's principal to call, put in
+/// the request's extensions beside the [`Principal`](crate::Principal): the handler's own view
+/// of the call does not carry its path, and the audit trail records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedRpc(pub String);
+
+impl AuthorizedRpc {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The service [`AuthLayer`] wraps around the routes.
 #[derive(Clone, Debug)]
 pub struct AuthService<S> {
@@ -96,7 +108,9 @@ where
             };
             match checked {
                 Ok(principal) => {
+                    let rpc = AuthorizedRpc(path.trim_start_matches('/').to_owned());
                     request.extensions_mut().insert(principal);
+                    request.extensions_mut().insert(rpc);
                     inner.call(request).await
                 }
                 Err(error) => {

@@ -27,7 +27,7 @@ mod verifier;
 pub use client::{Bearer, InvalidToken};
 pub use dev::{DEV_AUDIENCE, DEV_ISSUER, DEV_KEY_FILE, DevIssuer, DevIssuerError};
 pub use error::AuthError;
-pub use layer::{AuthFuture, AuthLayer, AuthService, is_open_path};
+pub use layer::{AuthFuture, AuthLayer, AuthService, AuthorizedRpc, is_open_path};
 pub use policy::{POLICY_TOML, Policy, PolicyError, Rule};
 pub use principal::{Caller, Principal, Role, UnknownRole};
 pub use verifier::{AuthConfigError, AuthSettings, IssuerSettings, MAX_TOKEN_BYTES, Verifier, bearer_token};

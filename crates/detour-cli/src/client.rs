@@ -33,6 +33,12 @@ pub struct OpenArgs {
     pub phone: Option<String>,
     #[arg(long)]
     pub language: Option<String>,
+    /// Passport or national identity document number.
+    #[arg(long)]
+    pub document_number: Option<String>,
+    /// The traveler's id when they have cases already (so export and erasure find them all).
+    #[arg(long)]
+    pub traveler_id: Option<String>,
     /// phone, chat, email, app, web, sms, wechat or partner_feed.
     #[arg(long, default_value = "phone")]
     pub channel: String,
@@ -77,9 +83,14 @@ pub struct Target {
     pub token: Option<String>,
 }
 
-type Client = IntakeServiceClient<InterceptedService<GrpcChannel, Bearer>>;
+type Authed = InterceptedService<GrpcChannel, Bearer>;
+type Client = IntakeServiceClient<Authed>;
 
 async fn connect(target: &Target) -> Result<Client, String> {
+    Ok(IntakeServiceClient::new(channel(target).await?))
+}
+
+async fn channel(target: &Target) -> Result<Authed, String> {
     let bearer = match &target.token {
         Some(t) => Bearer::new(t).map_err(|e| e.to_string())?,
         None => Bearer::none(),
@@ -89,7 +100,7 @@ async fn connect(target: &Target) -> Result<Client, String> {
         .connect()
         .await
         .map_err(|e| format!("cannot reach {}: {e}", target.url))?;
-    Ok(IntakeServiceClient::with_interceptor(channel, bearer))
+    Ok(InterceptedService::new(channel, bearer))
 }
 
 fn describe(status: tonic::Status) -> String {
@@ -130,11 +141,12 @@ pub fn open_request(args: OpenArgs) -> Result<pb::OpenCaseRequest, String> {
     };
     Ok(pb::OpenCaseRequest {
         traveler: Some(common::Traveler {
-            id: None,
+            id: args.traveler_id.map(|value| common::TravelerId { value }),
             full_name: args.name,
             email: args.email.unwrap_or_default(),
             phone: args.phone.unwrap_or_default(),
             preferred_language: args.language.unwrap_or_default(),
+            document_number: args.document_number.unwrap_or_default(),
         }),
         segment: Some(common::Segment {
             kind: kind.to_proto(),
@@ -167,6 +179,8 @@ fn name_of<T: std::fmt::Display>(v: Option<T>) -> String {
 fn case_json(c: &pb::Case) -> Value {
     json!({
         "case_id": c.case_id.as_ref().map(|i| i.value.clone()),
+        "traveler_id": c.traveler.as_ref().and_then(|t| t.id.as_ref()).map(|i| i.value.clone()),
+        "personal_data_erased_at": c.personal_data_erased_at.as_ref().map(|t| ts(Some(t))),
         "case_number": c.case_number,
         "status": name_of(CaseStatus::from_proto(c.status)),
         "category": name_of(CaseCategory::from_proto(c.category)),
@@ -329,5 +343,100 @@ pub async fn resolve(
     Ok(match output {
         Output::Json => case_json(&case).to_string(),
         Output::Text => case_text(&case),
+    })
+}
+
+fn traveler_ref(id: &str) -> Option<common::TravelerId> {
+    Some(common::TravelerId { value: id.to_owned() })
+}
+
+/// Everything intake holds about a traveler, always as JSON (the export's own format).
+pub async fn export(server: &Target, traveler_id: &str) -> Result<String, String> {
+    let mut client = connect(server).await?;
+    let request = pb::ExportTravelerRequest { traveler_id: traveler_ref(traveler_id) };
+    Ok(client.export_traveler(request).await.map_err(describe)?.into_inner().json)
+}
+
+pub async fn erase(server: &Target, traveler_id: &str, reason: &str, output: Output) -> Result<String, String> {
+    let mut client = connect(server).await?;
+    let request = pb::EraseTravelerRequest { traveler_id: traveler_ref(traveler_id), reason: reason.to_owned() };
+    let done = client.erase_traveler(request).await.map_err(describe)?.into_inner();
+    Ok(match output {
+        Output::Json => json!({
+            "cases_erased": done.cases_erased,
+            "erased_at": ts(done.erased_at.as_ref()),
+        })
+        .to_string(),
+        Output::Text => format!(
+            "Erased the personal data of traveler {traveler_id} on {} case(s) at {}",
+            done.cases_erased,
+            ts(done.erased_at.as_ref())
+        ),
+    })
+}
+
+/// The audit trail of the services behind `server`, newest first.
+pub async fn audit(
+    server: &Target,
+    case_id: Option<String>,
+    actor: Option<String>,
+    limit: i32,
+    page_token: Option<String>,
+    output: Output,
+) -> Result<String, String> {
+    use detour_proto::audit::v1 as audit;
+    let mut client = audit::audit_service_client::AuditServiceClient::new(channel(server).await?);
+    let request = audit::ListAuditRecordsRequest {
+        case_id: case_id.map(|value| common::CaseId { value }),
+        actor_id: actor.unwrap_or_default(),
+        page_size: limit,
+        page_token: page_token.unwrap_or_default(),
+        ..Default::default()
+    };
+    let page = client.list_audit_records(request).await.map_err(describe)?.into_inner();
+    let who = |r: &audit::AuditRecord| {
+        r.actor.as_ref().map_or_else(String::new, |a| match a.on_behalf_of.as_str() {
+            "" => a.id.clone(),
+            user => format!("{} for {user}", a.id),
+        })
+    };
+    Ok(match output {
+        Output::Json => json!({
+            "records": page.records.iter().map(|r| json!({
+                "audit_id": r.audit_id,
+                "at": ts(r.at.as_ref()),
+                "service": r.service,
+                "actor": who(r),
+                "roles": r.actor.as_ref().map(|a| a.roles.clone()).unwrap_or_default(),
+                "action": r.action,
+                "case_id": r.case_id.as_ref().map(|c| c.value.clone()),
+                "targets": r.targets.iter().map(|t| json!({"kind": t.kind, "id": t.id})).collect::<Vec<_>>(),
+                "trace_id": r.trace_id,
+                "outcome": r.outcome,
+            })).collect::<Vec<_>>(),
+            "next_page_token": page.next_page_token,
+        })
+        .to_string(),
+        Output::Text => {
+            let mut out =
+                format!("{:<20} {:<12} {:<28} {:<10} {}\n", "AT", "SERVICE", "WHO", "OUTCOME", "ACTION");
+            for r in &page.records {
+                out.push_str(&format!(
+                    "{:<20} {:<12} {:<28} {:<10} {}\n",
+                    ts(r.at.as_ref()),
+                    r.service,
+                    who(r),
+                    r.outcome,
+                    r.action
+                ));
+            }
+            if page.records.is_empty() {
+                out.push_str("(no records)\n");
+            }
+            if !page.next_page_token.is_empty() {
+                out.push_str(&format!("more: --page-token {}\n", page.next_page_token));
+            }
+            out.trim_end().to_owned()
+        }
     })
 }

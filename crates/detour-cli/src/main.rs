@@ -57,6 +57,12 @@ enum Command {
         #[arg(long, default_value = ".detour-data")]
         data_dir: PathBuf,
     },
+    /// Prints a fresh key-encryption key for DETOUR_VAULT_KEKS (32 random bytes, base64).
+    Kek {
+        /// The id to give it; dated ids make rotation easy to follow.
+        #[arg(long, default_value = "kek-1")]
+        id: String,
+    },
     /// Work with cases from a terminal.
     Case {
         #[command(subcommand)]
@@ -110,6 +116,25 @@ enum CaseCommand {
         case_id: String,
         #[arg(long)]
         resolution: String,
+    },
+    /// Everything held about a traveler, as JSON (a data-subject access request).
+    Export { traveler_id: String },
+    /// Erases a traveler's personal data; their cases stay, anonymised.
+    Erase {
+        traveler_id: String,
+        /// The request's reference, for the audit trail.
+        #[arg(long)]
+        reason: String,
+    },
+    /// The audit trail: of one case, of one user (`--actor`), or everything, newest first.
+    Audit {
+        case_id: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i32,
+        #[arg(long)]
+        page_token: Option<String>,
     },
 }
 
@@ -226,6 +251,13 @@ async fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Kek { id } => match detour_vault::generate_kek_base64() {
+            Ok(key) => {
+                println!("{{id=\"{id}\",key=\"{key}\"}}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Case { command, server, json, token } => {
             let output = if json { Output::Json } else { Output::Text };
             let server = client::Target { url: server, token };
@@ -237,6 +269,13 @@ async fn main() -> ExitCode {
                 CaseCommand::Show { case_id } => client::show(&server, &case_id, output).await,
                 CaseCommand::Resolve { case_id, resolution } => {
                     client::resolve(&server, &case_id, &resolution, output).await
+                }
+                CaseCommand::Export { traveler_id } => client::export(&server, &traveler_id).await,
+                CaseCommand::Erase { traveler_id, reason } => {
+                    client::erase(&server, &traveler_id, &reason, output).await
+                }
+                CaseCommand::Audit { case_id, actor, limit, page_token } => {
+                    client::audit(&server, case_id, actor, limit, page_token, output).await
                 }
             };
             match result {

@@ -136,21 +136,19 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
         .with_tracer(provider.tracer("detour-telemetry"))
         .with_filter(transport_internals_off());
 
+    // The log filter decides what is printed, not what is traced: a quiet log level must not
+    // take trace ids away from audit records and event envelopes.
     let ansi = std::io::stdout().is_terminal();
-    let (text_layer, json_layer) = match settings.log_format {
-        LogFormat::Text => (Some(tracing_subscriber::fmt::layer().with_ansi(ansi)), None),
-        LogFormat::Json => (None, Some(tracing_subscriber::fmt::layer().json().with_current_span(true))),
-    };
+    let log_layer = match settings.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
+    }
+    .with_filter(filter);
 
     // Unconditional and idempotent: a repeated init must still leave W3C propagation in place.
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
-    let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(otel_layer)
-        .with(text_layer)
-        .with(json_layer)
-        .try_init();
+    let installed = tracing_subscriber::registry().with(otel_layer).with(log_layer).try_init();
 
     match installed {
         Ok(()) => Ok(TelemetryGuard { provider: Some(provider) }),
@@ -179,7 +177,8 @@ fn transport_internals_off() -> Targets {
         "opentelemetry_otlp",
     ]
     .into_iter()
-    .fold(Targets::new().with_default(LevelFilter::TRACE), |targets, target| {
+    // Spans below INFO (per-query, per-frame) would multiply the trace volume for little insight.
+    .fold(Targets::new().with_default(LevelFilter::INFO), |targets, target| {
         targets.with_target(target, LevelFilter::OFF)
     })
 }

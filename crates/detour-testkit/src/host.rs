@@ -30,6 +30,16 @@ const SERVING_WITHIN: Duration = Duration::from_secs(30);
 /// databases.
 const STOP_SLACK: Duration = Duration::from_secs(10);
 
+/// Installs the process's tracing subscriber as the binaries do, once per test binary, so that
+/// trace ids exist (audit records, event envelopes). A binary that installed its own subscriber
+/// first (to capture output) keeps it.
+fn telemetry(settings: &Settings) {
+    static GUARD: std::sync::OnceLock<Option<detour_telemetry::TelemetryGuard>> = std::sync::OnceLock::new();
+    GUARD.get_or_init(|| {
+        detour_telemetry::init(&detour_server::process::telemetry_settings(settings, "detour-test")).ok()
+    });
+}
+
 /// Settings for tests: quiet, quick to drain.
 /// Tokens come from the development issuer, whose key lives in `data_dir` (a directory of the
 /// test's own where it sets one).
@@ -82,6 +92,7 @@ impl Server {
         metrics: Option<TcpListener>,
     ) -> Server {
         let modules = modules.to_vec();
+        telemetry(settings);
         Self::run_with(settings.clone(), move |settings, listener, shutdown| async move {
             detour_server::host::serve(&settings, &modules, bus, listener, metrics, shutdown).await
         })

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use detour_proto::audit::v1 as audit;
+use detour_proto::audit::v1::audit_service_client::AuditServiceClient;
 use detour_proto::common::v1 as common;
 use detour_proto::compensation::v1 as comp;
 use detour_proto::compensation::v1::compensation_service_client::CompensationServiceClient;
@@ -27,6 +29,8 @@ pub struct Clients {
     pub supplier: SupplierServiceClient<Channel>,
     pub compensation: CompensationServiceClient<Channel>,
     pub feedback: FeedbackServiceClient<Channel>,
+    /// One per host: each answers for the services it runs.
+    pub audit: Vec<AuditServiceClient<Channel>>,
 }
 
 impl Clients {
@@ -37,17 +41,52 @@ impl Clients {
         compensation: Channel,
         feedback: Channel,
     ) -> Self {
+        let audit = [&intake, &triage, &supplier, &compensation, &feedback]
+            .into_iter()
+            .map(|c| AuditServiceClient::new(c.clone()))
+            .collect();
         Self {
             intake: IntakeServiceClient::new(intake),
             triage: TriageServiceClient::new(triage),
             supplier: SupplierServiceClient::new(supplier),
             compensation: CompensationServiceClient::new(compensation),
             feedback: FeedbackServiceClient::new(feedback),
+            audit,
         }
     }
 
     pub fn single(channel: Channel) -> Self {
-        Self::new(channel.clone(), channel.clone(), channel.clone(), channel.clone(), channel)
+        let mut clients = Self::new(channel.clone(), channel.clone(), channel.clone(), channel.clone(), channel);
+        clients.audit.truncate(1);
+        clients
+    }
+
+    /// Every audit record of a case, from every host, oldest first.
+    pub async fn audit_trail(&self, case_id: &str) -> Vec<audit::AuditRecord> {
+        let mut records = Vec::new();
+        for client in &self.audit {
+            let mut client = client.clone();
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .list_audit_records(audit::ListAuditRecordsRequest {
+                        case_id: case_ref(case_id),
+                        page_size: 2,
+                        page_token: page_token.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                records.extend(page.records);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+        }
+        records.sort_by_key(|r| r.at.map(|t| (t.seconds, t.nanos)));
+        records
     }
 }
 
@@ -60,6 +99,7 @@ pub fn cancelled_flight(idempotency_key: &str, name: &str) -> intake::OpenCaseRe
             email: format!("{}@example.com", name.to_lowercase().replace(' ', ".")),
             phone: "+8613800138000".into(),
             preferred_language: "en".into(),
+            document_number: "E73912458".into(),
         }),
         segment: Some(common::Segment {
             starts_at: Some(prost_types::Timestamp { seconds: 1_796_290_800, nanos: 0 }),
@@ -235,7 +275,57 @@ pub async fn run(c: &mut Clients, key: &str) -> String {
         .unwrap()
         .into_inner();
     assert!(resolved.cases.iter().any(|k| k.case_id.as_ref().map(|i| i.value.as_str()) == Some(id.as_str())));
+
+    check_audit_trail(c, &id).await;
     id
+}
+
+/// Every state change of the run left its audit record in the service that made it, with the
+/// caller (or the service acting for them), a trace id and the outcome.
+async fn check_audit_trail(c: &Clients, id: &str) {
+    // Each change the lifecycle made, as (service, action, outcome). Intake applies every other
+    // service's event to the case view, so it records one per timeline entry it added.
+    let mut expected: Vec<(&str, String, &str)> = vec![
+        ("intake", "detour.intake.v1.IntakeService/OpenCase".into(), "ok"),
+        ("intake", "detour.intake.v1.IntakeService/OpenCase".into(), "replayed"),
+        ("triage", "event detour.events.v1.CaseOpened".into(), "ok"),
+        ("triage", "event detour.events.v1.CaseResolved".into(), "ok"),
+        ("supplier", "event detour.events.v1.CaseTriaged".into(), "ok"),
+        ("supplier", "detour.supplier.v1.SupplierService/RecordSupplierResponse".into(), "ok"),
+        ("compensation", "event detour.events.v1.CaseTriaged".into(), "ok"),
+        ("compensation", "event detour.events.v1.SupplierResponded".into(), "ok"),
+        ("compensation", "detour.compensation.v1.CompensationService/AcceptOffer".into(), "ok"),
+        ("feedback", "event detour.events.v1.CaseResolved".into(), "ok"),
+        ("feedback", "detour.feedback.v1.FeedbackService/SubmitSurveyResponse".into(), "ok"),
+    ];
+    for event in [
+        "CaseTriaged",
+        "SupplierRequestOpened",
+        "SupplierResponded",
+        "OfferProposed",
+        "OfferAccepted",
+        "SurveySent",
+        "SurveyAnswered",
+    ] {
+        expected.push(("intake", format!("event detour.events.v1.{event}"), "ok"));
+    }
+    let records = eventually("audit trail", STEP, || async {
+        let records = c.audit_trail(id).await;
+        (records.len() >= expected.len()).then_some(records)
+    })
+    .await;
+    let mut found: Vec<(&str, String, &str)> =
+        records.iter().map(|r| (r.service.as_str(), r.action.clone(), r.outcome.as_str())).collect();
+    found.sort();
+    expected.sort();
+    assert_eq!(found, expected, "the case's audit trail");
+    for r in &records {
+        let actor = r.actor.as_ref().unwrap();
+        // The end user travels with the events: every change is the admin's or made on their behalf.
+        let end_user = if actor.kind == common::ActorKind::User as i32 { &actor.id } else { &actor.on_behalf_of };
+        assert_eq!(end_user, "admin-1", "{r:?}");
+        assert_eq!(r.trace_id.len(), 32, "a trace id on {r:?}");
+    }
 }
 
 fn now_secs() -> i64 {
