@@ -56,11 +56,17 @@ fn the_policy_makes_the_intended_choices() {
     assert_eq!(
         supervisor.difference(&agent).copied().collect::<Vec<_>>(),
         [
+            "detour.audit.v1.AuditService/ListAuditRecords",
             "detour.compensation.v1.CompensationService/AcceptOffer",
             "detour.feedback.v1.FeedbackService/GetSurvey",
-            "detour.feedback.v1.FeedbackService/ListSurveys"
+            "detour.feedback.v1.FeedbackService/ListSurveys",
+            "detour.intake.v1.IntakeService/EraseTraveler",
+            "detour.intake.v1.IntakeService/ExportTraveler",
         ],
+        "supervisors also read the audit trail and handle data-subject requests"
     );
+    assert!(!agent.contains("detour.intake.v1.IntakeService/EraseTraveler"), "agents never erase");
+    assert!(!crisis.contains("detour.audit.v1.AuditService/ListAuditRecords"));
     assert_eq!(
         finance.into_iter().collect::<Vec<_>>(),
         [
@@ -80,7 +86,14 @@ fn the_policy_makes_the_intended_choices() {
         "partners only see and answer supplier requests"
     );
     let survey_answer = "detour.feedback.v1.FeedbackService/SubmitSurveyResponse";
-    let on_cases: BTreeSet<&str> = all.iter().copied().filter(|rpc| *rpc != survey_answer).collect();
-    assert_eq!(crisis, on_cases, "crisis managers do everything on cases but answer travelers' surveys");
+    // Not theirs: answering a traveler's survey, data-subject requests, reading the audit trail.
+    let not_theirs = [
+        survey_answer,
+        "detour.intake.v1.IntakeService/EraseTraveler",
+        "detour.intake.v1.IntakeService/ExportTraveler",
+        "detour.audit.v1.AuditService/ListAuditRecords",
+    ];
+    let on_cases: BTreeSet<&str> = all.iter().copied().filter(|rpc| !not_theirs.contains(rpc)).collect();
+    assert_eq!(crisis, on_cases, "crisis managers do everything on cases, nothing else");
     assert!(policy.rule(survey_answer).unwrap().services, "travelers answer through a channel service");
 }
