@@ -53,7 +53,10 @@ impl Distributed {
             auth_dev_issuer: false,
             auth_issuers: vec![detour_testkit::jwks_issuer().await],
             // Nor does it fall back to a development key-encryption key.
-            vault_keks: vec![detour_vault::KekSettings::new("e2e-kek-1", detour_vault::generate_kek_base64().unwrap())],
+            vault_keks: vec![detour_vault::KekSettings::new(
+                "e2e-kek-1",
+                detour_vault::generate_kek_base64().unwrap(),
+            )],
             ..test_settings()
         };
         let mut servers = Vec::new();

@@ -54,7 +54,8 @@ fn capture(logs: &Captured) -> (SdkTracerProvider, InMemorySpanExporter) {
     let spans = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
     let writer = logs.clone();
-    let filter = tracing_subscriber::EnvFilter::new("trace,h2=debug,hyper=debug,hyper_util=debug,tower=debug");
+    let filter =
+        tracing_subscriber::EnvFilter::new("trace,h2=debug,hyper=debug,hyper_util=debug,tower=debug");
     tracing_subscriber::registry()
         .with(filter)
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("privacy-test")))
@@ -66,7 +67,9 @@ fn capture(logs: &Captured) -> (SdkTracerProvider, InMemorySpanExporter) {
                 .with_writer(move || writer.clone()),
         )
         .init();
-    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
     (provider, spans)
 }
 
@@ -107,16 +110,12 @@ async fn table_contents(settings: &Settings) -> Vec<(String, String)> {
             let sql = format!("SELECT * FROM \"{table}\"");
             for row in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&pool).await.unwrap() {
                 for (i, column) in row.columns().iter().enumerate() {
-                    let value = row
-                        .try_get::<Option<String>, _>(i)
-                        .ok()
-                        .flatten()
-                        .or_else(|| {
-                            row.try_get::<Option<Vec<u8>>, _>(i)
-                                .ok()
-                                .flatten()
-                                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        });
+                    let value = row.try_get::<Option<String>, _>(i).ok().flatten().or_else(|| {
+                        row.try_get::<Option<Vec<u8>>, _>(i)
+                            .ok()
+                            .flatten()
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    });
                     if let Some(value) = value {
                         out.push((format!("{}.{table}.{}", module.name, column.name()), value));
                     }
@@ -202,7 +201,10 @@ async fn personal_data_stays_out_of_logs_traces_metrics_and_disk_and_is_erased_o
     // Erasure: refused without a reason, then done, then a no-op.
     let no_reason = clients
         .intake
-        .erase_traveler(intake::EraseTravelerRequest { traveler_id: Some(traveler_id.clone()), reason: String::new() })
+        .erase_traveler(intake::EraseTravelerRequest {
+            traveler_id: Some(traveler_id.clone()),
+            reason: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(no_reason.code(), tonic::Code::InvalidArgument);
@@ -234,7 +236,9 @@ async fn personal_data_stays_out_of_logs_traces_metrics_and_disk_and_is_erased_o
             .json,
     )
     .unwrap();
-    assert!(export["traveler"]["email"].is_null() && export["traveler"]["personal_data_erased_at"].is_string());
+    assert!(
+        export["traveler"]["email"].is_null() && export["traveler"]["personal_data_erased_at"].is_string()
+    );
     assert_eq!(export["cases"][0]["description"], "");
 
     // No sealed copy is left for a leaked key to open.

@@ -10,8 +10,8 @@ use detour_proto::common::v1 as common;
 use detour_storage::StorageError;
 use tonic::{Request, Response, Status};
 
-use crate::store::{AuditFilter, AuditLog, Cursor};
 use crate::AuditRecord;
+use crate::store::{AuditFilter, AuditLog, Cursor};
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 500;
@@ -94,7 +94,11 @@ fn to_proto(r: &AuditRecord) -> pb::AuditRecord {
         actor: Some(r.actor.to_proto()),
         action: r.action.clone(),
         case_id: r.case_id.map(|c| common::CaseId { value: c.to_string() }),
-        targets: r.targets.iter().map(|t| pb::AuditTarget { kind: t.kind.clone(), id: t.id.clone() }).collect(),
+        targets: r
+            .targets
+            .iter()
+            .map(|t| pb::AuditTarget { kind: t.kind.clone(), id: t.id.clone() })
+            .collect(),
         trace_id: r.trace_id.clone().unwrap_or_default(),
         outcome: r.outcome.clone(),
     }

@@ -43,11 +43,7 @@ impl Audit {
             .extensions()
             .get::<AuthorizedRpc>()
             .map_or_else(|| "unknown rpc".to_owned(), |rpc| rpc.as_str().to_owned());
-        Ok(Self {
-            actor: actor_of(principal),
-            action,
-            trace_id: detour_telemetry::current_trace_id(),
-        })
+        Ok(Self { actor: actor_of(principal), action, trace_id: detour_telemetry::current_trace_id() })
     }
 
     /// Service `service` applying `env`: it acts for the end user of the event's own actor.
@@ -159,7 +155,9 @@ mod tests {
     fn trace_ids_are_read_from_traceparent_only_when_well_formed() {
         let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned();
         assert_eq!(trace_id_of_context(Some(&ok)).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-        for bad in ["", "00-xyz-00f067aa0ba902b7-01", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"] {
+        for bad in
+            ["", "00-xyz-00f067aa0ba902b7-01", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"]
+        {
             assert_eq!(trace_id_of_context(Some(&bad.to_owned())), None, "{bad}");
         }
     }

@@ -357,9 +357,15 @@ pub async fn export(server: &Target, traveler_id: &str) -> Result<String, String
     Ok(client.export_traveler(request).await.map_err(describe)?.into_inner().json)
 }
 
-pub async fn erase(server: &Target, traveler_id: &str, reason: &str, output: Output) -> Result<String, String> {
+pub async fn erase(
+    server: &Target,
+    traveler_id: &str,
+    reason: &str,
+    output: Output,
+) -> Result<String, String> {
     let mut client = connect(server).await?;
-    let request = pb::EraseTravelerRequest { traveler_id: traveler_ref(traveler_id), reason: reason.to_owned() };
+    let request =
+        pb::EraseTravelerRequest { traveler_id: traveler_ref(traveler_id), reason: reason.to_owned() };
     let done = client.erase_traveler(request).await.map_err(describe)?.into_inner();
     Ok(match output {
         Output::Json => json!({

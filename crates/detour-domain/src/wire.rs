@@ -429,7 +429,10 @@ mod tests {
         assert_eq!(t.personal.phone.as_ref().map(|e| e.expose().as_str()), Some("+8613800138000"));
         assert_eq!(t.personal.document_number.as_ref().map(|e| e.expose().as_str()), Some("E12345678"));
         let debug = format!("{t:?}");
-        assert!(!debug.contains("li.wei") && !debug.contains("138001") && !debug.contains("Li Wei"), "{debug}");
+        assert!(
+            !debug.contains("li.wei") && !debug.contains("138001") && !debug.contains("Li Wei"),
+            "{debug}"
+        );
     }
 
     #[test]

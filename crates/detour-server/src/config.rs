@@ -59,9 +59,10 @@ pub struct Settings {
     /// Key-encryption keys that wrap the data keys sealing travelers' personal data: in a TOML
     /// file an array of tables, in the environment an inline array,
     /// `DETOUR_VAULT_KEKS='[{id="kek-2026-11",key="<base64 of 32 bytes>"}]'` (`detour kek`
-    /// prints a fresh one). To rotate: add the new KEK, make it primary, restart (stored data
-    /// keys are rewrapped at start-up), then drop the old one. Unset with a SQLite database: a
-    /// development KEK kept in `data_dir`; unset with PostgreSQL: start-up refuses.
+    /// prints a fresh one). To rotate without downtime, roll out three times: add the new KEK
+    /// (every replica can then unwrap with either); make it primary (replicas rewrap the stored
+    /// data keys at start-up); drop the old one. Unset with a SQLite database: a development KEK
+    /// kept in `data_dir`; unset with PostgreSQL: start-up refuses.
     pub vault_keks: Vec<detour_vault::KekSettings>,
     /// The id of the KEK that wraps new data keys; may stay empty when only one is listed.
     pub vault_primary_kek: String,
@@ -296,9 +297,11 @@ impl Settings {
                         .into(),
                 });
             }
-            return detour_vault::KeyRing::load_or_create_dev(&self.data_dir).map_err(|e| ConfigError::Invalid {
-                setting: "DETOUR_DATA_DIR",
-                problem: format!("development key-encryption key: {e}"),
+            return detour_vault::KeyRing::load_or_create_dev(&self.data_dir).map_err(|e| {
+                ConfigError::Invalid {
+                    setting: "DETOUR_DATA_DIR",
+                    problem: format!("development key-encryption key: {e}"),
+                }
             });
         }
         let primary = match (self.vault_primary_kek.as_str(), self.vault_keks.as_slice()) {

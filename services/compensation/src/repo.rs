@@ -171,8 +171,8 @@ macro_rules! sql_repository {
                 // A stale triage that proposes nothing changed nothing, and is not recorded.
                 if recorded.rows_affected() > 0 || proposed.is_some() {
                     let targets = proposed.iter().map(|id| Target::new("offer", id)).collect();
-                    AuditWrite::append_audit(&mut *tx, &audit.record(Some(context.case_id), targets, Outcome::Ok))
-                        .await?;
+                    let record = audit.record(Some(context.case_id), targets, Outcome::Ok);
+                    AuditWrite::append_audit(&mut *tx, &record).await?;
                 }
                 tx.commit().await?;
                 if proposed.is_some() {

@@ -36,7 +36,8 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
     ctx.build_service(&MODULE, |db, relay| {
         let repo = repo::for_db(db, Some(relay));
         let sender = Arc::new(consumer::SurveySender::new(repo.clone()));
-        let server = FeedbackServiceServer::new(grpc::FeedbackApi::new(repo, AuditLog::new(NAME, db.clone())));
+        let server =
+            FeedbackServiceServer::new(grpc::FeedbackApi::new(repo, AuditLog::new(NAME, db.clone())));
         Wiring::grpc(server).consume(consumer::GROUP, &[streams::INTAKE], sender)
     })
 }

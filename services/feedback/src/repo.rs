@@ -125,7 +125,8 @@ macro_rules! sql_repository {
                     return Ok(Applied::Unchanged);
                 }
                 $enqueue(&mut tx, detour_domain::events::streams::FEEDBACK, sent).await?;
-                let record = audit.record(Some(survey.case_id), vec![Target::new("survey", survey.id)], Outcome::Ok);
+                let record =
+                    audit.record(Some(survey.case_id), vec![Target::new("survey", survey.id)], Outcome::Ok);
                 AuditWrite::append_audit(&mut *tx, &record).await?;
                 tx.commit().await?;
                 self.committed();

@@ -18,7 +18,9 @@ use tonic::{Request, Response, Status};
 use crate::NAME;
 use crate::error::IntakeError;
 use crate::keys::PersonalDataKeys;
-use crate::model::{Case, CaseFilter, Cursor, NewCase, OpenOutcome, Resolution, StoredPersonal, StoredTraveler};
+use crate::model::{
+    Case, CaseFilter, Cursor, NewCase, OpenOutcome, Resolution, StoredPersonal, StoredTraveler,
+};
 use crate::repo::IntakeRepository;
 
 const DEFAULT_PAGE: u32 = 50;
@@ -45,7 +47,11 @@ impl IntakeApi {
         Ok(case_to_proto(case, personal.as_ref()))
     }
 
-    async fn open(&self, audit: &Audit, req: pb::OpenCaseRequest) -> Result<pb::OpenCaseResponse, IntakeError> {
+    async fn open(
+        &self,
+        audit: &Audit,
+        req: pb::OpenCaseRequest,
+    ) -> Result<pb::OpenCaseResponse, IntakeError> {
         let new = new_case(&self.keys, req).await?;
         let opened = events::envelope(NAME, new.id, new.received_at, &audit.actor, case_opened(&new));
         let (case, replayed) = match self.repo.open_case(new, opened, audit).await? {
@@ -63,7 +69,11 @@ impl IntakeApi {
 
     async fn resolve(&self, audit: &Audit, req: pb::ResolveCaseRequest) -> Result<pb::Case, IntakeError> {
         let mut v = Violations::new();
-        let id = wire::required_id::<CaseId>(&mut v, "case_id.value", req.case_id.as_ref().map(|c| c.value.as_str()));
+        let id = wire::required_id::<CaseId>(
+            &mut v,
+            "case_id.value",
+            req.case_id.as_ref().map(|c| c.value.as_str()),
+        );
         let text = wire::text(&mut v, "resolution", &req.resolution, MAX_TEXT_CHARS, false);
         let Some(id) = id.filter(|_| v.is_empty()) else {
             return Err(IntakeError::Invalid(v));
@@ -74,7 +84,11 @@ impl IntakeApi {
         self.reveal(&case).await
     }
 
-    async fn export(&self, audit: &Audit, traveler: TravelerId) -> Result<pb::ExportTravelerResponse, IntakeError> {
+    async fn export(
+        &self,
+        audit: &Audit,
+        traveler: TravelerId,
+    ) -> Result<pb::ExportTravelerResponse, IntakeError> {
         let cases = self.repo.cases_of_traveler(traveler).await?;
         let Some(first) = cases.first() else {
             return Err(IntakeError::TravelerNotFound(traveler));
@@ -87,7 +101,8 @@ impl IntakeApi {
                 break;
             }
         }
-        let json = export_json(traveler, first.traveler.preferred_language.as_deref(), personal.as_ref(), &cases);
+        let json =
+            export_json(traveler, first.traveler.preferred_language.as_deref(), personal.as_ref(), &cases);
         let record = audit.record(None, vec![Target::new("traveler", traveler)], Outcome::Ok);
         self.audit.append(&record).await?;
         Ok(pb::ExportTravelerResponse {
@@ -96,7 +111,11 @@ impl IntakeApi {
         })
     }
 
-    async fn erase(&self, audit: &Audit, req: &pb::EraseTravelerRequest) -> Result<pb::EraseTravelerResponse, IntakeError> {
+    async fn erase(
+        &self,
+        audit: &Audit,
+        req: &pb::EraseTravelerRequest,
+    ) -> Result<pb::EraseTravelerResponse, IntakeError> {
         let mut v = Violations::new();
         let traveler = wire::required_id::<TravelerId>(
             &mut v,
@@ -191,7 +210,8 @@ async fn new_case(keys: &PersonalDataKeys, req: pb::OpenCaseRequest) -> Result<N
     else {
         return Err(IntakeError::Invalid(v));
     };
-    let exposed = |s: &Option<detour_vault::Secret<String>>| s.as_ref().map(|s| s.expose().clone()).unwrap_or_default();
+    let exposed =
+        |s: &Option<detour_vault::Secret<String>>| s.as_ref().map(|s| s.expose().clone()).unwrap_or_default();
     let fingerprint = fingerprint(&[
         traveler.personal.full_name.expose(),
         &exposed(&traveler.personal.email),
@@ -249,7 +269,11 @@ fn case_opened(case: &NewCase) -> Event {
     })
 }
 
-pub(crate) fn case_resolved(id: CaseId, resolution: &Resolution, actor: &Actor) -> detour_proto::events::v1::Envelope {
+pub(crate) fn case_resolved(
+    id: CaseId,
+    resolution: &Resolution,
+    actor: &Actor,
+) -> detour_proto::events::v1::Envelope {
     events::envelope(
         NAME,
         id,

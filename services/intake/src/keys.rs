@@ -123,12 +123,6 @@ impl PersonalDataKeys {
         Ok((version, self.key(&self.tenant, version).await?))
     }
 
-    /// Starts a new data key version for new cases; older cases stay readable with theirs.
-    pub async fn rotate_data_key(&self, audit: &Audit) -> Result<i64, IntakeError> {
-        let newest = self.repo.data_keys(&self.tenant).await?.iter().map(|k| k.version).max().unwrap_or(0);
-        Ok(self.add_version(newest + 1, audit).await?.0)
-    }
-
     /// Rewraps every stored data key (all tenants) not wrapped by the primary KEK, so that the
     /// KEKs being rotated out can leave the configuration. Safe to run on several replicas at
     /// once: a key is rewrapped only if still wrapped by the KEK it was read with.
@@ -161,8 +155,9 @@ impl PersonalDataKeys {
         let json = serde_json::to_vec(&plain);
         plain.zeroize();
         // serde's messages can quote the value; none of it may reach a log.
-        let mut json =
-            json.map_err(|_| IntakeError::Storage(detour_storage::decode::corrupt("personal data did not encode")))?;
+        let mut json = json.map_err(|_| {
+            IntakeError::Storage(detour_storage::decode::corrupt("personal data did not encode"))
+        })?;
         let sealed = detour_vault::seal(&key, &json, &seal_context(&self.tenant, case));
         json.zeroize();
         Ok(SealedPersonal { tenant: self.tenant.clone(), key_version: version, ciphertext: sealed? })
@@ -173,8 +168,9 @@ impl PersonalDataKeys {
         let mut json = detour_vault::open(&key, &sealed.ciphertext, &seal_context(&sealed.tenant, case))?;
         let plain: Result<Plain, _> = serde_json::from_slice(&json);
         json.zeroize();
-        let plain = plain
-            .map_err(|_| IntakeError::Storage(detour_storage::decode::corrupt("sealed personal data is not valid")))?;
+        let plain = plain.map_err(|_| {
+            IntakeError::Storage(detour_storage::decode::corrupt("sealed personal data is not valid"))
+        })?;
         let Plain { n, e, p, d } = plain;
         Ok(PersonalData {
             full_name: Secret::new(n),

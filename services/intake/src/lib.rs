@@ -72,7 +72,10 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    return Err(BuildError::Other { service: NAME, message: format!("rewrapping data keys: {e}") });
+                    return Err(BuildError::Other {
+                        service: NAME,
+                        message: format!("rewrapping data keys: {e}"),
+                    });
                 }
             }
         }

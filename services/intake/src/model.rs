@@ -24,7 +24,9 @@ pub struct TravelerRef {
 pub enum StoredPersonal {
     Sealed(SealedPersonal),
     /// Erased on the traveler's request (or dropped by the migration to encryption).
-    Erased { at: Instant },
+    Erased {
+        at: Instant,
+    },
 }
 
 /// Name, contact details and document number, sealed with one version of a tenant's data key.

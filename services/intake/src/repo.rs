@@ -22,7 +22,12 @@ use crate::model::{
 pub trait IntakeRepository: Send + Sync + 'static {
     /// Stores the case with its `CaseOpened` event, or answers the original case when the
     /// idempotency key was seen before.
-    async fn open_case(&self, new: NewCase, opened: Envelope, audit: &Audit) -> Result<OpenOutcome, IntakeError>;
+    async fn open_case(
+        &self,
+        new: NewCase,
+        opened: Envelope,
+        audit: &Audit,
+    ) -> Result<OpenOutcome, IntakeError>;
 
     async fn get_case(&self, id: CaseId) -> Result<Option<Case>, IntakeError>;
 
@@ -60,8 +65,12 @@ pub trait IntakeRepository: Send + Sync + 'static {
     /// Destroys the personal data of every case of `traveler` not erased yet (sealed contact
     /// details, free text, the request fingerprint) and notes it on each timeline. Answers the
     /// cases erased now; `TravelerNotFound` when the traveler has no case at all.
-    async fn erase_traveler(&self, traveler: TravelerId, at: Instant, audit: &Audit)
-    -> Result<Vec<CaseId>, IntakeError>;
+    async fn erase_traveler(
+        &self,
+        traveler: TravelerId,
+        at: Instant,
+        audit: &Audit,
+    ) -> Result<Vec<CaseId>, IntakeError>;
 
     /// The data keys of one tenant, every version.
     async fn data_keys(&self, tenant: &str) -> Result<Vec<StoredDataKey>, IntakeError>;

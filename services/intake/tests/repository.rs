@@ -177,7 +177,10 @@ fn triage_change(id: CaseId) -> CaseChange {
 
 async fn events_apply_once_and_never_move_status_back(f: Fixture) {
     let id = open(&f, new_case(None, 0, Channel::Phone)).await;
-    assert_eq!(f.repo.apply_change("intake", "e1", triage_change(id), None, &triage()).await.unwrap(), Applied::Applied);
+    assert_eq!(
+        f.repo.apply_change("intake", "e1", triage_change(id), None, &triage()).await.unwrap(),
+        Applied::Applied
+    );
     assert_eq!(
         f.repo.apply_change("intake", "e1", triage_change(id), None, &triage()).await.unwrap(),
         Applied::AlreadyProcessed
@@ -202,8 +205,13 @@ async fn events_apply_once_and_never_move_status_back(f: Fixture) {
         },
         resolve: Some(resolution.clone()),
     };
-    let resolved =
-        events::envelope(NAME, id, at, &triage().actor, Event::SurveySent(SurveySent { survey_id: None, sent_at: None }));
+    let resolved = events::envelope(
+        NAME,
+        id,
+        at,
+        &triage().actor,
+        Event::SurveySent(SurveySent { survey_id: None, sent_at: None }),
+    );
     f.repo.apply_change("intake", "e2", change.clone(), Some(resolved.clone()), &triage()).await.unwrap();
     f.repo.apply_change("intake", "e2", change, Some(resolved), &triage()).await.unwrap();
     // Opened, triaged, resolved: one record each; the duplicate deliveries added none.
@@ -219,8 +227,10 @@ async fn events_apply_once_and_never_move_status_back(f: Fixture) {
     assert_eq!(f.repo.get_case(id).await.unwrap().unwrap().status, CaseStatus::Resolved);
 
     // Resolving by hand now is refused, and an unknown case is not found.
-    let again =
-        f.repo.resolve_case(id, resolution.clone(), opened(&new_case(None, 0, Channel::Phone)), &agent()).await;
+    let again = f
+        .repo
+        .resolve_case(id, resolution.clone(), opened(&new_case(None, 0, Channel::Phone)), &agent())
+        .await;
     assert!(matches!(again, Err(detour_intake::error::IntakeError::AlreadyResolved(_))));
     let unknown = f.repo.apply_change("intake", "e4", triage_change(CaseId::new()), None, &triage()).await;
     assert!(matches!(unknown, Err(detour_intake::error::IntakeError::CaseNotFound(_))));

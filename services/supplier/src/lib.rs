@@ -36,7 +36,8 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
     ctx.build_service(&MODULE, |db, relay| {
         let repo = repo::for_db(db, Some(relay));
         let opener = Arc::new(consumer::RequestOpener::new(repo.clone()));
-        let server = SupplierServiceServer::new(grpc::SupplierApi::new(repo, AuditLog::new(NAME, db.clone())));
+        let server =
+            SupplierServiceServer::new(grpc::SupplierApi::new(repo, AuditLog::new(NAME, db.clone())));
         Wiring::grpc(server).consume(consumer::GROUP, &[streams::TRIAGE], opener)
     })
 }

@@ -56,7 +56,8 @@ impl Clients {
     }
 
     pub fn single(channel: Channel) -> Self {
-        let mut clients = Self::new(channel.clone(), channel.clone(), channel.clone(), channel.clone(), channel);
+        let mut clients =
+            Self::new(channel.clone(), channel.clone(), channel.clone(), channel.clone(), channel);
         clients.audit.truncate(1);
         clients
     }
@@ -322,7 +323,8 @@ async fn check_audit_trail(c: &Clients, id: &str) {
     for r in &records {
         let actor = r.actor.as_ref().unwrap();
         // The end user travels with the events: every change is the admin's or made on their behalf.
-        let end_user = if actor.kind == common::ActorKind::User as i32 { &actor.id } else { &actor.on_behalf_of };
+        let end_user =
+            if actor.kind == common::ActorKind::User as i32 { &actor.id } else { &actor.on_behalf_of };
         assert_eq!(end_user, "admin-1", "{r:?}");
         assert_eq!(r.trace_id.len(), 32, "a trace id on {r:?}");
     }

@@ -56,6 +56,7 @@ pub fn envelope(event_id: &str) -> Envelope {
         case_id: Some(CaseId { value: "case-1".to_owned() }),
         occurred_at: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
         trace_context: Default::default(),
+        actor: None,
         event: Some(envelope::Event::CaseResolved(CaseResolved::default())),
     }
 }

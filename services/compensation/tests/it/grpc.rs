@@ -3,15 +3,17 @@
 
 use std::time::Duration;
 
-use detour_domain::events::streams;
-use detour_domain::{CaseCategory, CaseId};
+use detour_domain::events::{self, streams};
+use detour_domain::{Actor, CaseCategory, CaseId};
+use detour_proto::audit::v1 as audit_pb;
 use detour_proto::common::v1 as common;
 use detour_proto::compensation::v1 as pb;
+use detour_proto::compensation::v1::compensation_service_client::CompensationServiceClient;
 use detour_proto::events::v1::{SupplierOutcome, envelope::Event};
-use detour_testkit::{next_event, observe, publish, violated_fields};
+use detour_testkit::{Role, next_event, observe, publish, violated_fields};
 use tonic::Code;
 
-use crate::common::{Server, at, eur, responded, start, triaged};
+use crate::common::{Host, Server, at, compensation_for, eur, responded, start, triaged};
 
 fn by_case(case_id: CaseId) -> pb::ListOffersRequest {
     pb::ListOffersRequest { case_id: Some(common::CaseId { value: case_id.to_string() }) }
@@ -70,6 +72,7 @@ async fn a_case_that_needs_no_supplier_gets_its_offer_at_triage() {
 
     let event = next_event(&mut emitted).await;
     assert_eq!(event.producer, "compensation");
+    assert_eq!(events::actor_of(&event), Some(compensation_for("agent-7")), "for the agent behind the case");
     assert_eq!(event.case_id.as_ref().unwrap().value, case_id.to_string());
     assert_eq!(event.occurred_at, o.proposed_at);
     let Some(Event::OfferProposed(proposed)) = event.event else { panic!("{event:?}") };
@@ -176,6 +179,7 @@ async fn an_offer_is_accepted_once_and_the_acceptance_announced() {
     assert!(matches!(first.event, Some(Event::OfferProposed(_))), "{first:?}");
     let second = next_event(&mut emitted).await;
     assert_eq!(second.case_id.as_ref().unwrap().value, case_id.to_string());
+    assert_eq!(events::actor_of(&second), Some(Actor::user("admin-1", ["admin"])), "the caller accepted");
     assert_eq!(second.occurred_at, accepted.accepted_at);
     let Some(Event::OfferAccepted(e)) = second.event else { panic!("{second:?}") };
     assert_eq!(e.offer_id, proposed.offer_id);
@@ -211,4 +215,78 @@ async fn bad_requests_name_their_fields_and_unknown_ids_are_not_found() {
     assert!(offers_of(&mut s, CaseId::new()).await.is_empty());
 
     s.stop().await;
+}
+
+/// The records' (actor id, outcome), newest first.
+fn summary(records: &[audit_pb::AuditRecord]) -> Vec<(String, String)> {
+    records.iter().map(|r| (r.actor.as_ref().unwrap().id.clone(), r.outcome.clone())).collect()
+}
+
+#[tokio::test]
+async fn acceptances_and_refusals_are_audited_as_the_caller() {
+    const RPC: &str = "detour.compensation.v1.CompensationService/AcceptOffer";
+    let host = Host::start().await;
+    let mut finance = CompensationServiceClient::new(host.server.channel_as("fin-2", &[Role::Finance]).await);
+
+    let unknown = pb::AcceptOfferRequest { offer_id: offer_id(&detour_domain::OfferId::new().to_string()) };
+    let err = finance.accept_offer(unknown).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let trail = host.audit_of("fin-2").await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    let refused = &trail[0];
+    assert_eq!(refused.service, "compensation");
+    assert_eq!(refused.outcome, "not_found");
+    assert_eq!(refused.action, RPC);
+    assert_eq!(refused.case_id, None, "an unknown offer names no case");
+    assert!(refused.targets.is_empty());
+    let actor = refused.actor.as_ref().unwrap();
+    assert_eq!(actor.kind, common::ActorKind::User as i32);
+    assert_eq!((actor.id.as_str(), actor.roles.as_slice()), ("fin-2", &["finance".to_owned()][..]));
+
+    let malformed = pb::AcceptOfferRequest { offer_id: offer_id("offer-1") };
+    assert_eq!(finance.accept_offer(malformed).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(host.audit_of("fin-2").await[0].outcome, "invalid_argument");
+
+    // An offer proposed at triage for the agent's case, accepted, then accepted again.
+    let (mut emitted, observer) = observe(&host.bus, streams::COMPENSATION).await;
+    let case_id = CaseId::new();
+    let triage = triaged(case_id, at(1_796_000_000), CaseCategory::Baggage, false, Some(eur(9_000)));
+    publish(&host.bus, streams::TRIAGE, &triage).await;
+    let offer = finance.list_offers(by_case(case_id)).await.unwrap().into_inner().offers.remove(0);
+    let accept = pb::AcceptOfferRequest { offer_id: offer.offer_id.clone() };
+    finance.accept_offer(accept.clone()).await.unwrap();
+    let again = finance.accept_offer(accept).await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+
+    let by_case = audit_pb::ListAuditRecordsRequest {
+        case_id: Some(common::CaseId { value: case_id.to_string() }),
+        ..Default::default()
+    };
+    let trail = host.audit(by_case).await;
+    let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        summary(&trail),
+        [s("fin-2", "failed_precondition"), s("fin-2", "ok"), s("compensation", "ok")]
+    );
+    assert_eq!((trail[0].action.as_str(), trail[1].action.as_str()), (RPC, RPC));
+    assert_eq!(trail[2].action, "event detour.events.v1.CaseTriaged");
+    let target = audit_pb::AuditTarget { kind: "offer".into(), id: offer.offer_id.unwrap().value };
+    for r in &trail[1..] {
+        assert_eq!(r.targets, std::slice::from_ref(&target), "{r:?}");
+    }
+    for r in &trail {
+        assert_eq!(r.trace_id.len(), 32, "a trace id on {r:?}");
+    }
+    assert_eq!(summary(&host.audit_of("agent-7").await), summary(&trail[2..]));
+
+    let proposed = next_event(&mut emitted).await;
+    assert!(matches!(proposed.event, Some(Event::OfferProposed(_))), "{proposed:?}");
+    assert_eq!(events::actor_of(&proposed), Some(compensation_for("agent-7")));
+    let accepted = next_event(&mut emitted).await;
+    assert!(matches!(accepted.event, Some(Event::OfferAccepted(_))), "{accepted:?}");
+    assert_eq!(events::actor_of(&accepted), Some(Actor::user("fin-2", ["finance"])));
+
+    observer.abort();
+    drop(finance);
+    host.stop().await;
 }

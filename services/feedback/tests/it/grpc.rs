@@ -1,21 +1,26 @@
 //! The service through its real host: events published on the bus reach the consumer, and the
 //! RPCs answer over a TCP socket.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use detour_domain::events::streams;
-use detour_domain::{CaseId, SurveyId};
+use detour_domain::events::{self, streams};
+use detour_domain::{Actor, CaseId, SurveyId};
+use detour_events::EventBus;
 use detour_events::bus::Subscription;
+use detour_proto::audit::v1 as audit_pb;
+use detour_proto::audit::v1::audit_service_client::AuditServiceClient;
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::Envelope;
 use detour_proto::events::v1::envelope::Event;
 use detour_proto::feedback::v1 as pb;
 use detour_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
-use detour_testkit::Channel;
+use detour_testkit::{Bearer, Channel, Role};
 use detour_testkit::{Service, sqlite_settings, violated_fields as fields};
 use prost::Message;
+use tonic::service::interceptor::InterceptedService;
 
-use crate::common::{base, case_opened, case_resolved};
+use crate::common::{base, case_opened, case_resolved, feedback_for, traveler_app};
 
 type Server = Service<FeedbackServiceClient<Channel>>;
 
@@ -57,6 +62,7 @@ async fn a_resolved_case_gets_one_survey_that_takes_one_answer() {
 
     let sent = next_event(&mut downstream).await;
     assert_eq!(sent.producer, "feedback");
+    assert_eq!(events::actor_of(&sent), Some(feedback_for("agent-7")), "for the agent who resolved the case");
     let Some(Event::SurveySent(e)) = sent.event else { panic!("not SurveySent") };
     assert_eq!(e.survey_id, survey.survey_id);
 
@@ -80,6 +86,7 @@ async fn a_resolved_case_gets_one_survey_that_takes_one_answer() {
     assert_eq!(got.into_inner().survey, Some(answered.clone()));
 
     let event = next_event(&mut downstream).await;
+    assert_eq!(events::actor_of(&event), Some(Actor::user("admin-1", ["admin"])), "the caller answered");
     let Some(Event::SurveyAnswered(e)) = event.event else { panic!("not SurveyAnswered") };
     assert_eq!((e.survey_id, e.score, e.answered_at), (survey.survey_id.clone(), 5, answered.answered_at));
     assert_eq!(event.case_id, case_id(id));
@@ -139,4 +146,127 @@ async fn run_serves_on_its_own_bus_until_shutdown() {
     .await;
     server.wait_serving(detour_proto::service_names::FEEDBACK).await;
     server.stop().await;
+}
+
+/// Feedback hosted like [`start`] does, for tests that call it as different callers and read the
+/// host's audit trail.
+struct Host {
+    server: detour_testkit::Server,
+    bus: Arc<dyn EventBus>,
+    _dir: tempfile::TempDir,
+}
+
+impl Host {
+    async fn start() -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = detour_events::connect_bus("inproc://").unwrap();
+        let settings = sqlite_settings(dir.path());
+        let server = detour_testkit::Server::start(&settings, &[detour_feedback::MODULE], bus.clone()).await;
+        Host { server, bus, _dir: dir }
+    }
+
+    /// A client calling as the traveler app, for the traveler signed in to it.
+    async fn traveler_app(&self) -> FeedbackServiceClient<Channel> {
+        let token =
+            self.server.issuer.mint_service("traveler-app", Some("traveler-42"), Duration::from_secs(3600));
+        let bearer = Bearer::new(&token.unwrap()).unwrap();
+        FeedbackServiceClient::new(InterceptedService::new(self.server.raw_channel().await, bearer))
+    }
+
+    /// The audit records `filter` selects, newest first, as an admin reads them.
+    async fn audit(&self, filter: audit_pb::ListAuditRecordsRequest) -> Vec<audit_pb::AuditRecord> {
+        let mut client = AuditServiceClient::new(self.server.channel().await);
+        client.list_audit_records(filter).await.unwrap().into_inner().records
+    }
+
+    /// The records of what `actor_id` did, or what was done on their behalf.
+    async fn audit_of(&self, actor_id: &str) -> Vec<audit_pb::AuditRecord> {
+        self.audit(audit_pb::ListAuditRecordsRequest { actor_id: actor_id.into(), ..Default::default() })
+            .await
+    }
+}
+
+/// The records' (actor id, outcome), newest first.
+fn summary(records: &[audit_pb::AuditRecord]) -> Vec<(String, String)> {
+    records.iter().map(|r| (r.actor.as_ref().unwrap().id.clone(), r.outcome.clone())).collect()
+}
+
+#[tokio::test]
+async fn answers_and_refusals_are_audited_as_the_caller() {
+    const RPC: &str = "detour.feedback.v1.FeedbackService/SubmitSurveyResponse";
+    let host = Host::start().await;
+    let mut admin = FeedbackServiceClient::new(host.server.channel_as("admin-3", &[Role::Admin]).await);
+
+    let ghost = pb::SubmitSurveyResponseRequest {
+        survey_id: Some(common::SurveyId { value: SurveyId::new().to_string() }),
+        score: 3,
+        comment: String::new(),
+    };
+    let err = admin.submit_survey_response(ghost).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    let trail = host.audit_of("admin-3").await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    let refused = &trail[0];
+    assert_eq!(refused.service, "feedback");
+    assert_eq!(refused.outcome, "not_found");
+    assert_eq!(refused.action, RPC);
+    assert_eq!(refused.case_id, None, "an unknown survey names no case");
+    assert!(refused.targets.is_empty());
+    let actor = refused.actor.as_ref().unwrap();
+    assert_eq!(actor.kind, common::ActorKind::User as i32);
+    assert_eq!((actor.id.as_str(), actor.roles.as_slice()), ("admin-3", &["admin".to_owned()][..]));
+
+    let zero = pb::SubmitSurveyResponseRequest { survey_id: None, score: 0, comment: String::new() };
+    assert_eq!(admin.submit_survey_response(zero).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    assert_eq!(host.audit_of("admin-3").await[0].outcome, "invalid_argument");
+
+    // The agent resolves a case; the traveler answers its survey through their app, twice.
+    let mut downstream = host.bus.subscribe(streams::FEEDBACK, "downstream-test", "t1").await.unwrap();
+    let case_id = CaseId::new();
+    detour_testkit::publish(&host.bus, streams::INTAKE, &case_resolved(case_id, base())).await;
+    let list = pb::ListSurveysRequest { case_id: Some(common::CaseId { value: case_id.to_string() }) };
+    let survey = admin.list_surveys(list).await.unwrap().into_inner().surveys.remove(0);
+    let mut app = host.traveler_app().await;
+    let answer = pb::SubmitSurveyResponseRequest {
+        survey_id: survey.survey_id.clone(),
+        score: 4,
+        comment: "Quick".into(),
+    };
+    app.submit_survey_response(answer.clone()).await.unwrap();
+    let twice = app.submit_survey_response(answer).await.unwrap_err();
+    assert_eq!(twice.code(), tonic::Code::FailedPrecondition, "{twice:?}");
+
+    let by_case = audit_pb::ListAuditRecordsRequest {
+        case_id: Some(common::CaseId { value: case_id.to_string() }),
+        ..Default::default()
+    };
+    let trail = host.audit(by_case).await;
+    let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        summary(&trail),
+        [s("traveler-app", "failed_precondition"), s("traveler-app", "ok"), s("feedback", "ok")]
+    );
+    assert_eq!((trail[0].action.as_str(), trail[1].action.as_str()), (RPC, RPC));
+    assert_eq!(trail[2].action, "event detour.events.v1.CaseResolved");
+    let app_actor = trail[1].actor.as_ref().unwrap();
+    assert_eq!(app_actor.kind, common::ActorKind::Service as i32);
+    assert_eq!(app_actor.on_behalf_of, "traveler-42");
+    assert_eq!(trail[2].actor.as_ref().unwrap().on_behalf_of, "agent-7");
+    let target = audit_pb::AuditTarget { kind: "survey".into(), id: survey.survey_id.unwrap().value };
+    for r in &trail[1..] {
+        assert_eq!(r.targets, std::slice::from_ref(&target), "{r:?}");
+    }
+    for r in &trail {
+        assert_eq!(r.trace_id.len(), 32, "a trace id on {r:?}");
+    }
+    assert_eq!(summary(&host.audit_of("traveler-42").await), summary(&trail[..2]));
+
+    let sent = next_event(&mut downstream).await;
+    assert_eq!(events::actor_of(&sent), Some(feedback_for("agent-7")));
+    let answered = next_event(&mut downstream).await;
+    assert!(matches!(answered.event, Some(Event::SurveyAnswered(_))), "{answered:?}");
+    assert_eq!(events::actor_of(&answered), Some(traveler_app()));
+
+    drop((admin, app));
+    host.server.stop().await;
 }

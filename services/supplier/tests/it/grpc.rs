@@ -1,14 +1,16 @@
 //! The service through its real gRPC server, with triage's events published on the bus.
 
-use detour_domain::events::streams;
-use detour_domain::{CaseId, Severity};
+use detour_domain::events::{self, streams};
+use detour_domain::{Actor, CaseId, Severity};
+use detour_proto::audit::v1 as audit_pb;
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::{SupplierOutcome, envelope::Event};
 use detour_proto::supplier::v1 as pb;
-use detour_testkit::{next_event, observe, publish, violated_fields};
+use detour_proto::supplier::v1::supplier_service_client::SupplierServiceClient;
+use detour_testkit::{Role, next_event, observe, publish, violated_fields};
 use tonic::Code;
 
-use crate::common::{at, start, triaged};
+use crate::common::{Host, at, start, supplier_for_agent, triaged};
 
 fn case_filter(case_id: CaseId) -> pb::ListSupplierRequestsRequest {
     pb::ListSupplierRequestsRequest {
@@ -64,6 +66,7 @@ async fn a_triaged_case_that_needs_its_supplier_gets_one_request() {
 
     let event = next_event(&mut emitted).await;
     assert_eq!(event.producer, "supplier");
+    assert_eq!(events::actor_of(&event), Some(supplier_for_agent()));
     assert_eq!(event.occurred_at, request.opened_at);
     assert_eq!(event.case_id.as_ref().unwrap().value, case_id.to_string());
     let Some(Event::SupplierRequestOpened(opened)) = event.event else { panic!("{event:?}") };
@@ -118,6 +121,7 @@ async fn an_answer_closes_the_request_once_and_is_announced() {
     assert!(matches!(first.event, Some(Event::SupplierRequestOpened(_))), "{first:?}");
     let second = next_event(&mut emitted).await;
     assert_eq!(second.case_id.as_ref().unwrap().value, case_id.to_string());
+    assert_eq!(events::actor_of(&second), Some(Actor::user("admin-1", ["admin"])), "the caller answered");
     let Some(Event::SupplierResponded(responded)) = second.event else { panic!("{second:?}") };
     assert_eq!(responded.request_id, id);
     assert_eq!(responded.supplier_code, "CA");
@@ -233,4 +237,90 @@ async fn requests_page_newest_first_through_the_api() {
     assert_eq!(order, newest_first);
 
     s.stop().await;
+}
+
+/// The records' (actor id, outcome), newest first.
+fn summary(records: &[audit_pb::AuditRecord]) -> Vec<(String, String)> {
+    records.iter().map(|r| (r.actor.as_ref().unwrap().id.clone(), r.outcome.clone())).collect()
+}
+
+#[tokio::test]
+async fn answers_and_refusals_are_audited_as_the_caller() {
+    const RPC: &str = "detour.supplier.v1.SupplierService/RecordSupplierResponse";
+    let host = Host::start().await;
+    let mut partner =
+        SupplierServiceClient::new(host.server.channel_as("partner-ca", &[Role::Partner]).await);
+
+    let unknown = pb::RecordSupplierResponseRequest {
+        request_id: request_id(&detour_domain::SupplierRequestId::new().to_string()),
+        outcome: SupplierOutcome::Disputed as i32,
+        details: String::new(),
+    };
+    let err = partner.record_supplier_response(unknown).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let trail = host.audit_of("partner-ca").await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    let refused = &trail[0];
+    assert_eq!(refused.service, "supplier");
+    assert_eq!(refused.outcome, "not_found");
+    assert_eq!(refused.action, RPC);
+    assert_eq!(refused.case_id, None, "an unknown request names no case");
+    assert!(refused.targets.is_empty());
+    assert!(refused.at.is_some() && !refused.audit_id.is_empty());
+    let actor = refused.actor.as_ref().unwrap();
+    assert_eq!(actor.kind, common::ActorKind::User as i32);
+    assert_eq!((actor.id.as_str(), actor.roles.as_slice()), ("partner-ca", &["partner".to_owned()][..]));
+
+    let invalid = pb::RecordSupplierResponseRequest { request_id: None, outcome: 0, details: String::new() };
+    assert_eq!(partner.record_supplier_response(invalid).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(host.audit_of("partner-ca").await[0].outcome, "invalid_argument");
+
+    // A request opened for the agent's case, answered by the partner, then answered again.
+    let (mut emitted, observer) = observe(&host.bus, streams::SUPPLIER).await;
+    let case_id = CaseId::new();
+    publish(&host.bus, streams::TRIAGE, &triaged(case_id, at(1_796_000_000), Severity::High, true)).await;
+    let listed = partner.list_supplier_requests(case_filter(case_id)).await.unwrap().into_inner();
+    let answer = pb::RecordSupplierResponseRequest {
+        request_id: listed.requests[0].request_id.clone(),
+        outcome: SupplierOutcome::FaultAccepted as i32,
+        details: "Crew shortage".into(),
+    };
+    partner.record_supplier_response(answer.clone()).await.unwrap();
+    let again = partner.record_supplier_response(answer).await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+
+    let by_case = audit_pb::ListAuditRecordsRequest {
+        case_id: Some(common::CaseId { value: case_id.to_string() }),
+        ..Default::default()
+    };
+    let trail = host.audit(by_case).await;
+    let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        summary(&trail),
+        [s("partner-ca", "failed_precondition"), s("partner-ca", "ok"), s("supplier", "ok")]
+    );
+    assert_eq!((trail[0].action.as_str(), trail[1].action.as_str()), (RPC, RPC));
+    assert_eq!(trail[2].action, "event detour.events.v1.CaseTriaged");
+    let request = listed.requests[0].request_id.as_ref().unwrap().value.clone();
+    let target = audit_pb::AuditTarget { kind: "supplier_request".into(), id: request };
+    for r in &trail[1..] {
+        assert_eq!(r.targets, std::slice::from_ref(&target), "{r:?}");
+    }
+    for r in &trail {
+        assert_eq!(r.trace_id.len(), 32, "a trace id on {r:?}");
+    }
+    assert_eq!(trail[2].actor.as_ref().unwrap().on_behalf_of, "agent-7");
+    // Everything the agent's case set off is found under the agent too.
+    assert_eq!(summary(&host.audit_of("agent-7").await), summary(&trail[2..]));
+
+    let opened = next_event(&mut emitted).await;
+    assert!(matches!(opened.event, Some(Event::SupplierRequestOpened(_))), "{opened:?}");
+    assert_eq!(events::actor_of(&opened), Some(supplier_for_agent()));
+    let responded = next_event(&mut emitted).await;
+    assert!(matches!(responded.event, Some(Event::SupplierResponded(_))), "{responded:?}");
+    assert_eq!(events::actor_of(&responded), Some(Actor::user("partner-ca", ["partner"])));
+
+    observer.abort();
+    drop(partner);
+    host.stop().await;
 }

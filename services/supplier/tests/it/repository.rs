@@ -4,19 +4,21 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use detour_domain::events::streams;
-use detour_domain::{CaseCategory, CaseId, Instant, Severity, SupplierRequestId, wire};
+use detour_audit::{Audit, AuditFilter, AuditLog, AuditRecord, Target};
+use detour_domain::events::{self, streams};
+use detour_domain::{Actor, CaseCategory, CaseId, Instant, Severity, SupplierRequestId, wire};
+use detour_events::consumer::EventHandler;
 use detour_proto::events::v1::envelope::Event;
-use detour_supplier::consumer::GROUP;
+use detour_supplier::consumer::{GROUP, RequestOpener};
 use detour_supplier::error::SupplierError;
 use detour_supplier::model::{
     NewSupplierRequest, Opened, RequestFilter, RequestStatus, SupplierAnswer, SupplierOutcome,
     SupplierRequest,
 };
 use detour_supplier::repo::{self, SupplierRepository};
-use detour_testkit::{Backend, TestDb, count_rows, outbox};
+use detour_testkit::{Backend, TestDb, count_rows, event_id, outbox};
 
-use crate::common::{at, flight};
+use crate::common::{at, flight, supplier_for_agent, triaged};
 
 pub struct Fixture {
     repo: Arc<dyn SupplierRepository>,
@@ -28,6 +30,33 @@ async fn fixture(backend: Backend) -> Fixture {
     Fixture { repo: repo::for_db(&db, None), db }
 }
 
+impl Fixture {
+    /// The case's audit trail, newest first.
+    async fn trail(&self, case_id: CaseId) -> Vec<AuditRecord> {
+        let filter = AuditFilter { case_id: Some(case_id), ..Default::default() };
+        AuditLog::new(detour_supplier::NAME, (*self.db).clone()).list(&filter, None, 10).await.unwrap()
+    }
+}
+
+/// What the consumer audits when it applies triage's verdict on a case an agent opened.
+fn triage_applied() -> Audit {
+    Audit { actor: supplier_for_agent(), action: "event detour.events.v1.CaseTriaged".into(), trace_id: None }
+}
+
+/// A partner's staff answering through the partner gateway.
+fn partner() -> Actor {
+    Actor::user("partner-ca", ["partner"])
+}
+
+/// What the handler audits when the partner records an answer.
+fn partner_answers() -> Audit {
+    Audit {
+        actor: partner(),
+        action: "detour.supplier.v1.SupplierService/RecordSupplierResponse".into(),
+        trace_id: None,
+    }
+}
+
 detour_testkit::both_backends!(
     fixture;
     applying_a_triage_event_twice_opens_one_request_and_emits_once,
@@ -35,6 +64,8 @@ detour_testkit::both_backends!(
     an_open_request_is_answered_once,
     answering_an_unknown_request_is_not_found,
     pages_are_newest_first_and_filters_combine,
+    opening_and_answering_are_audited_once_each,
+    the_consumer_opens_requests_for_the_agent_behind_the_triage,
 );
 
 fn new_request(case_id: CaseId, supplier: &str, opened_at: Instant) -> NewSupplierRequest {
@@ -53,8 +84,8 @@ fn new_request(case_id: CaseId, supplier: &str, opened_at: Instant) -> NewSuppli
 
 /// Opens a request as the consumer does, with the event it would emit.
 async fn open(f: &Fixture, event_id: &str, new: NewSupplierRequest) -> Opened {
-    let opened = detour_supplier::consumer::request_opened(&new);
-    f.repo.open_request(GROUP, event_id, new, opened).await.unwrap()
+    let opened = detour_supplier::consumer::request_opened(&new, &supplier_for_agent());
+    f.repo.open_request(GROUP, event_id, new, opened, &triage_applied()).await.unwrap()
 }
 
 fn answer(outcome: SupplierOutcome) -> SupplierAnswer {
@@ -66,8 +97,8 @@ async fn record(
     request: &SupplierRequest,
     answer: SupplierAnswer,
 ) -> Result<SupplierRequest, SupplierError> {
-    let event = detour_supplier::grpc::supplier_responded(request, &answer);
-    f.repo.record_response(request.id, answer, event).await
+    let event = detour_supplier::grpc::supplier_responded(request, &answer, &partner());
+    f.repo.record_response(request.id, answer, event, &partner_answers()).await
 }
 
 async fn applying_a_triage_event_twice_opens_one_request_and_emits_once(f: Fixture) {
@@ -161,6 +192,7 @@ async fn answering_an_unknown_request_is_not_found(f: Fixture) {
     assert!(matches!(err, SupplierError::RequestNotFound(x) if x == new.id), "{err:?}");
     assert!(f.repo.get_request(new.id).await.unwrap().is_none());
     assert_eq!(count_rows(&f.db, "outbox").await, 0);
+    assert_eq!(count_rows(&f.db, "audit_log").await, 0, "a refusal is the handler's to record");
 }
 
 async fn pages_are_newest_first_and_filters_combine(f: Fixture) {
@@ -213,4 +245,61 @@ async fn pages_are_newest_first_and_filters_combine(f: Fixture) {
     let by_case = RequestFilter { case_id: Some(made[1].1), ..Default::default() };
     let (page, _) = f.repo.list_requests(&by_case, None, 50).await.unwrap();
     assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), [made[1].0]);
+}
+
+async fn opening_and_answering_are_audited_once_each(f: Fixture) {
+    let case_id = CaseId::new();
+    let new = new_request(case_id, "CA", at(1_796_000_000));
+    let id = new.id;
+    assert_eq!(open(&f, "evt-1", new.clone()).await, Opened::Opened(id));
+    // Redelivered, and triaged again under another event: nothing new, nothing audited.
+    let again = NewSupplierRequest { id: SupplierRequestId::new(), ..new.clone() };
+    assert_eq!(open(&f, "evt-1", again.clone()).await, Opened::AlreadyProcessed);
+    assert_eq!(open(&f, "evt-2", again).await, Opened::CaseHasRequest(id));
+
+    let trail = f.trail(case_id).await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    let r = &trail[0];
+    assert_eq!(r.service, "supplier");
+    assert_eq!(r.actor, supplier_for_agent());
+    assert_eq!(r.action, "event detour.events.v1.CaseTriaged");
+    assert_eq!(r.case_id, Some(case_id));
+    assert_eq!(r.targets, [Target::new("supplier_request", id)]);
+    assert_eq!(r.outcome, "ok");
+
+    let request = f.repo.get_request(id).await.unwrap().unwrap();
+    record(&f, &request, answer(SupplierOutcome::FaultAccepted)).await.unwrap();
+    record(&f, &request, answer(SupplierOutcome::Disputed)).await.unwrap_err();
+    let trail = f.trail(case_id).await;
+    assert_eq!(trail.len(), 2, "the refused second answer is not the repository's to record: {trail:?}");
+    let r = &trail[0];
+    assert_eq!(r.actor, partner());
+    assert_eq!(r.action, "detour.supplier.v1.SupplierService/RecordSupplierResponse");
+    assert_eq!((r.case_id, r.outcome.as_str()), (Some(case_id), "ok"));
+    assert_eq!(r.targets, [Target::new("supplier_request", id)]);
+
+    let events = outbox(&f.db).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events::actor_of(&events[1].1), Some(partner()), "the answer is the partner's");
+}
+
+async fn the_consumer_opens_requests_for_the_agent_behind_the_triage(f: Fixture) {
+    let opener = RequestOpener::new(f.repo.clone());
+    let case_id = CaseId::new();
+    let triage = triaged(case_id, at(1_796_000_000), Severity::High, true);
+    opener.handle(&event_id(&triage), triage.clone()).await.unwrap();
+    opener.handle(&event_id(&triage), triage).await.unwrap();
+
+    let events = outbox(&f.db).await;
+    assert_eq!(events.len(), 1);
+    let env = &events[0].1;
+    assert!(matches!(env.event, Some(Event::SupplierRequestOpened(_))), "{env:?}");
+    assert_eq!(events::actor_of(env), Some(supplier_for_agent()), "the agent travels down the chain");
+
+    let (requests, _) = f.repo.list_requests(&RequestFilter::default(), None, 10).await.unwrap();
+    let trail = f.trail(case_id).await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!(trail[0].actor, supplier_for_agent());
+    assert_eq!(trail[0].action, "event detour.events.v1.CaseTriaged");
+    assert_eq!(trail[0].targets, [Target::new("supplier_request", requests[0].id)]);
 }

@@ -1,6 +1,6 @@
 //! Helpers shared by the repository and gRPC tests.
 
-use detour_domain::{CaseId, Instant, events, time};
+use detour_domain::{Actor, CaseId, Instant, TravelerId, events, time};
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::{CaseOpened, CaseResolved, Envelope, envelope::Event};
 
@@ -19,21 +19,22 @@ pub fn flight_segment() -> common::Segment {
     common::Segment { starts_at, ..detour_testkit::flight_segment() }
 }
 
-/// Intake's `CaseOpened` for a new case.
+/// The desk agent whose calls to intake start the tests' chains of events.
+pub fn agent() -> Actor {
+    Actor::user("agent-7", ["agent"])
+}
+
+/// Intake's `CaseOpened` for a new case, opened by [`agent`].
 pub fn case_opened(case_id: CaseId, description: &str, received_at: Instant) -> Envelope {
     events::envelope(
         "intake",
         case_id,
         received_at,
+        &agent(),
         Event::CaseOpened(CaseOpened {
             case_number: "DT-0000001".into(),
-            traveler: Some(common::Traveler {
-                id: None,
-                full_name: "Li Wei".into(),
-                email: "li.wei@example.com".into(),
-                phone: String::new(),
-                preferred_language: "zh-CN".into(),
-            }),
+            traveler_id: Some(common::TravelerId { value: TravelerId::new().to_string() }),
+            preferred_language: "zh-CN".into(),
             segment: Some(flight_segment()),
             channel: common::Channel::Wechat as i32,
             description: description.into(),
@@ -43,11 +44,13 @@ pub fn case_opened(case_id: CaseId, description: &str, received_at: Instant) -> 
     )
 }
 
+/// Intake's `CaseResolved`, resolved by [`agent`].
 pub fn case_resolved(case_id: CaseId, resolved_at: Instant) -> Envelope {
     events::envelope(
         "intake",
         case_id,
         resolved_at,
+        &agent(),
         Event::CaseResolved(CaseResolved {
             resolution: "Rebooked on the next flight".into(),
             resolved_at: Some(time::to_proto(resolved_at)),

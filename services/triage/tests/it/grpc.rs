@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use detour_domain::events::streams;
-use detour_domain::{CaseCategory, CaseId, Severity, time};
+use detour_domain::events::{self, streams};
+use detour_domain::{Actor, CaseCategory, CaseId, Severity, time};
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::Envelope;
 use detour_proto::events::v1::envelope::Event;
@@ -59,6 +59,11 @@ async fn an_opened_case_is_triaged_announced_and_leaves_its_queue_when_resolved(
     downstream.ack(&batch[0]).await.unwrap();
     assert_eq!(env.producer, "triage");
     assert_eq!(env.case_id.as_ref().unwrap().value, id.to_string());
+    assert_eq!(
+        events::actor_of(&env),
+        Some(Actor::service("triage", Some("agent-7".into()))),
+        "triage acts for the agent who opened the case"
+    );
     let Some(Event::CaseTriaged(e)) = env.event else { panic!("not CaseTriaged") };
     assert_eq!((e.category, e.severity, e.queue.as_str()), (t.category, t.severity, "safety"));
     assert_eq!((&e.first_response_due, &e.resolution_due), (&t.first_response_due, &t.resolution_due));
