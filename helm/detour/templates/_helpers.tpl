@@ -146,7 +146,7 @@ Call with dict "root" $ "out" (dict); the result is written into "out", keyed by
 {{- if and $c.autoscaling.enabled (gt (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) }}
 {{- fail (printf "services.%s.autoscaling: minReplicas exceeds maxReplicas" $name) }}
 {{- end }}
-{{- $reserved := list "DETOUR_GRPC_ADDR" "DETOUR_METRICS_ADDR" "DETOUR_DATABASE_URL" "DETOUR_EVENTS_URL" "DETOUR_MIGRATE_ON_START" "DETOUR_LOG_FORMAT" "DETOUR_LOG" "DETOUR_OTLP_ENDPOINT" "DETOUR_DRAIN_TIMEOUT_SECS" "DETOUR_AUTH_ISSUERS" "DETOUR_AUTH_DEV_ISSUER" }}
+{{- $reserved := list "DETOUR_GRPC_ADDR" "DETOUR_METRICS_ADDR" "DETOUR_DATABASE_URL" "DETOUR_EVENTS_URL" "DETOUR_MIGRATE_ON_START" "DETOUR_LOG_FORMAT" "DETOUR_LOG" "DETOUR_OTLP_ENDPOINT" "DETOUR_DRAIN_TIMEOUT_SECS" "DETOUR_AUTH_ISSUERS" "DETOUR_AUTH_DEV_ISSUER" "DETOUR_VAULT_KEKS" "DETOUR_VAULT_PRIMARY_KEK" "DETOUR_TENANT" }}
 {{- $envNames := keys (default dict $c.env) }}
 {{- range $c.extraEnv }}
 {{- if has .name $envNames }}
@@ -156,7 +156,7 @@ Call with dict "root" $ "out" (dict); the result is written into "out", keyed by
 {{- end }}
 {{- range $envNames }}
 {{- if has . $reserved }}
-{{- fail (printf "services.%s: environment variable %s is set by the chart; use the dedicated value (log, otlpEndpoint, ports, drainTimeoutSeconds, existingSecret/secretKeys)" $name .) }}
+{{- fail (printf "services.%s: environment variable %s is set by the chart; use the dedicated value (log, otlpEndpoint, ports, drainTimeoutSeconds, existingSecret/secretKeys, vault)" $name .) }}
 {{- end }}
 {{- end }}
 {{- $_ := set $.out $name $c }}
@@ -209,6 +209,19 @@ Argument: dict "root" $ "c" <component>.
 {{- end }}
 - name: DETOUR_AUTH_ISSUERS
   value: {{ printf "[%s]" (join "," $issuers) | quote }}
+- name: DETOUR_TENANT
+  value: {{ $root.Values.vault.tenant | quote }}
+{{- if $c.personalData }}
+- name: DETOUR_VAULT_KEKS
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.vaultKeks }}
+{{- with $root.Values.vault.primaryKek }}
+- name: DETOUR_VAULT_PRIMARY_KEK
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- range $k, $v := $c.env }}
 - name: {{ $k }}
   value: {{ $v | toString | quote }}
