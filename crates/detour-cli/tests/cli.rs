@@ -206,3 +206,102 @@ fn migrate_brings_every_schema_up_to_date() {
         assert!(dir.path().join(format!("{svc}.db")).exists());
     }
 }
+
+#[test]
+fn a_supervisor_exports_erases_and_reads_the_audit_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let opened = ok(
+        &dev,
+        &[
+            "case",
+            "open",
+            "--name",
+            "Ana Souza",
+            "--email",
+            "ana@example.com",
+            "--document-number",
+            "FZ123456",
+            "--supplier",
+            "TP",
+            "--reference",
+            "TP88",
+            "--booking",
+            "Q7",
+            "--from",
+            "LIS",
+            "--to",
+            "GRU",
+            "--starts",
+            "2026-12-03T10:00:00Z",
+            "--text",
+            "Lost luggage",
+            "--json",
+        ],
+    );
+    let case_id =
+        serde_json::from_str::<serde_json::Value>(&opened).unwrap()["case_id"].as_str().unwrap().to_owned();
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&dev, &["case", "show", &case_id, "--json"])).unwrap();
+    let traveler_id = shown["traveler_id"].as_str().unwrap().to_owned();
+    // The development KEK was made in the data directory; nothing stored reads as plain text.
+    assert!(dir.path().join(detour_vault::DEV_KEK_FILE).exists());
+    let on_disk = std::fs::read(dir.path().join("intake.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&on_disk).contains("FZ123456"));
+
+    let minted = Command::new(BIN)
+        .args(["token", "--role", "supervisor", "--subject", "sup-1", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let supervisor = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+    let as_supervisor = |args: &[&str]| {
+        let out = client(&dev.server, &supervisor, args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    // An agent may not export; a supervisor may.
+    let refused = client(&dev.server, &dev.token, &["case", "export", &traveler_id]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("PermissionDenied"));
+    let export: serde_json::Value =
+        serde_json::from_str(&as_supervisor(&["case", "export", &traveler_id])).unwrap();
+    assert_eq!(export["traveler"]["document_number"], "FZ123456");
+
+    let erased = as_supervisor(&["case", "erase", &traveler_id, "--reason", "request 42"]);
+    assert!(erased.contains("on 1 case"), "{erased}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&dev, &["case", "show", &case_id, "--json"])).unwrap();
+    assert!(shown["personal_data_erased_at"].is_string(), "{shown}");
+
+    let trail = as_supervisor(&["case", "audit", &case_id]);
+    assert!(trail.contains("IntakeService/EraseTraveler") && trail.contains("sup-1"), "{trail}");
+    assert!(trail.contains("IntakeService/OpenCase") && trail.contains("dev-user"), "{trail}");
+    let by_user: serde_json::Value =
+        serde_json::from_str(&as_supervisor(&["case", "audit", "--actor", "sup-1", "--json"])).unwrap();
+    let actions: Vec<&str> =
+        by_user["records"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["detour.intake.v1.IntakeService/EraseTraveler", "detour.intake.v1.IntakeService/ExportTraveler"]
+    );
+    dev.terminate();
+}
+
+#[test]
+fn kek_prints_a_fresh_key_in_the_settings_format() {
+    let out = Command::new(BIN).args(["kek", "--id", "kek-2026-11"]).output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let again = String::from_utf8(Command::new(BIN).args(["kek"]).output().unwrap().stdout).unwrap();
+    assert_ne!(line, again, "a fresh key each time");
+    let parsed: toml::Value = toml::from_str(&format!("keks = [{}]", line.trim())).unwrap();
+    let kek = &parsed["keks"][0];
+    assert_eq!(kek["id"].as_str(), Some("kek-2026-11"));
+    let settings = detour_vault::VaultSettings {
+        keks: vec![detour_vault::KekSettings::new("kek-2026-11", kek["key"].as_str().unwrap())],
+        primary: "kek-2026-11".into(),
+    };
+    settings.key_ring().unwrap();
+}
