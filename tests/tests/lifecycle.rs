@@ -115,8 +115,59 @@ impl Distributed {
 async fn lifecycle_distributed_postgres_and_redis() {
     let suite = Distributed::start(11).await;
     let mut clients = suite.clients().await;
-    lifecycle::run(&mut clients, "distributed-1").await;
+    let id = lifecycle::run(&mut clients, "distributed-1").await;
+
+    // On PostgreSQL too, no column of any service's schema holds the traveler readably, before
+    // erasure (sealed) or after it (gone, the sealed blob included).
+    let pg = suite.settings.database_url.clone().unwrap();
+    assert_eq!(readable_personal_data(&pg).await, Vec::<String>::new());
+    let traveler_id = lifecycle::get_case(&mut clients, &id).await.traveler.unwrap().id;
+    let erase = intake::EraseTravelerRequest { traveler_id, reason: "request 7".into() };
+    assert_eq!(clients.intake.erase_traveler(erase).await.unwrap().into_inner().cases_erased, 1);
+    assert_eq!(readable_personal_data(&pg).await, Vec::<String>::new());
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    let sealed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM intake.cases WHERE personal_data IS NOT NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sealed, 0);
+    pool.close().await;
     suite.stop().await;
+}
+
+/// Columns of the suite's schemas (text or bytes) holding any seeded value of `Li Wei`.
+async fn readable_personal_data(url: &str) -> Vec<String> {
+    use sqlx::Row;
+    const SEEDED: &[&str] = &["Li Wei", "li.wei@example.com", "8613800138000", "E73912458"];
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let columns = sqlx::query(
+        "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns \
+         WHERE table_schema NOT IN ('pg_catalog', 'information_schema') \
+           AND data_type IN ('text', 'character varying', 'bytea')",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(columns.len() > 30, "the scan sees the schemas: {} columns", columns.len());
+    let mut found = Vec::new();
+    for c in columns {
+        let (schema, table, column, kind): (String, String, String, String) =
+            (c.get(0), c.get(1), c.get(2), c.get(3));
+        let sql = format!("SELECT \"{column}\" FROM \"{schema}\".\"{table}\" WHERE \"{column}\" IS NOT NULL");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&pool).await.unwrap();
+        for row in rows {
+            let value = if kind == "bytea" {
+                String::from_utf8_lossy(&row.get::<Vec<u8>, _>(0)).into_owned()
+            } else {
+                row.get::<String, _>(0)
+            };
+            for seeded in SEEDED.iter().filter(|s| value.contains(*s)) {
+                found.push(format!("{schema}.{table}.{column} holds {seeded}"));
+            }
+        }
+    }
+    pool.close().await;
+    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
