@@ -125,6 +125,9 @@ async fn lifecycle_distributed_postgres_and_redis() {
     let erase = intake::EraseTravelerRequest { traveler_id, reason: "request 7".into() };
     assert_eq!(clients.intake.erase_traveler(erase).await.unwrap().into_inner().cases_erased, 1);
     assert_eq!(readable_personal_data(&pg).await, Vec::<String>::new());
+    // The traveler's own words went too: from the case and from the published event copies.
+    let words = "cancelled at the gate";
+    assert_eq!(readable(&pg, &[words]).await, Vec::<String>::new());
     let pool = sqlx::PgPool::connect(&pg).await.unwrap();
     let sealed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM intake.cases WHERE personal_data IS NOT NULL")
         .fetch_one(&pool)
@@ -137,8 +140,12 @@ async fn lifecycle_distributed_postgres_and_redis() {
 
 /// Columns of the suite's schemas (text or bytes) holding any seeded value of `Li Wei`.
 async fn readable_personal_data(url: &str) -> Vec<String> {
+    readable(url, &["Li Wei", "li.wei@example.com", "8613800138000", "E73912458"]).await
+}
+
+/// Columns of the suite's schemas (text or bytes) holding any of `needles`.
+async fn readable(url: &str, needles: &[&str]) -> Vec<String> {
     use sqlx::Row;
-    const SEEDED: &[&str] = &["Li Wei", "li.wei@example.com", "8613800138000", "E73912458"];
     let pool = sqlx::PgPool::connect(url).await.unwrap();
     let columns = sqlx::query(
         "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns \
@@ -161,7 +168,7 @@ async fn readable_personal_data(url: &str) -> Vec<String> {
             } else {
                 row.get::<String, _>(0)
             };
-            for seeded in SEEDED.iter().filter(|s| value.contains(*s)) {
+            for seeded in needles.iter().filter(|s| value.contains(*s)) {
                 found.push(format!("{schema}.{table}.{column} holds {seeded}"));
             }
         }

@@ -30,7 +30,8 @@ use crate::metrics::{EventMetrics, StreamOutcomeLabels};
 use crate::trace;
 
 const INSERT_OUTBOX: &str =
-    "INSERT INTO outbox (event_id, stream, payload, created_at) VALUES ($1, $2, $3, $4)";
+    "INSERT INTO outbox (event_id, stream, payload, created_at, case_id) VALUES ($1, $2, $3, $4, $5)";
+const FORGET_PUBLISHED: &str = "DELETE FROM outbox WHERE case_id = $1 AND published_at IS NOT NULL";
 const INSERT_PROCESSED: &str = "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 const MARK_PUBLISHED: &str = "UPDATE outbox SET published_at = $1 WHERE seq = $2";
 const MARK_FAILED: &str = "UPDATE outbox SET attempts = attempts + 1 WHERE seq = $1";
@@ -75,11 +76,13 @@ macro_rules! write_side {
             envelope: &Envelope,
         ) -> Result<(), StorageError> {
             let row = NewRow::new(envelope)?;
+            let case_id = envelope.case_id.as_ref().map(|c| c.value.as_str()).filter(|c| !c.is_empty());
             sqlx::query(INSERT_OUTBOX)
                 .bind(row.event_id)
                 .bind(stream)
                 .bind(row.payload)
                 .bind(row.created_at)
+                .bind(case_id)
                 .execute(&mut *tx)
                 .await?;
             Ok(())
@@ -126,6 +129,29 @@ write_side!(
     mark_processed_sqlite,
     SqliteConnection
 );
+
+/// Drops the already published outbox copies of a case's events, inside the caller's
+/// transaction: erasure uses it, since events carry the case's free text. Unpublished rows stay
+/// (they must still go out) and are gone once a later erasure or cleanup runs after publishing.
+#[async_trait::async_trait]
+pub trait ForgetPublished {
+    async fn forget_published(&mut self, case_id: &str) -> Result<u64, StorageError>;
+}
+
+macro_rules! forget_on {
+    ($conn:ty) => {
+        #[async_trait::async_trait]
+        impl ForgetPublished for $conn {
+            async fn forget_published(&mut self, case_id: &str) -> Result<u64, StorageError> {
+                let done = sqlx::query(FORGET_PUBLISHED).bind(case_id).execute(&mut *self).await?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
+
+forget_on!(PgConnection);
+forget_on!(SqliteConnection);
 
 #[derive(Debug, Clone)]
 pub struct RelaySettings {

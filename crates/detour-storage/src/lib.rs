@@ -166,6 +166,12 @@ pub const PLATFORM_MIGRATIONS: &[MigrationStep] = &[
         postgres: include_str!("../migrations/postgres/0002_audit.sql"),
         sqlite: include_str!("../migrations/sqlite/0002_audit.sql"),
     },
+    MigrationStep {
+        version: 3,
+        description: "outbox rows name their case",
+        postgres: include_str!("../migrations/postgres/0003_outbox_case.sql"),
+        sqlite: include_str!("../migrations/sqlite/0003_outbox_case.sql"),
+    },
 ];
 
 /// Applies the platform migrations and then the service's own, in version order, in the

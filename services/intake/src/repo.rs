@@ -504,6 +504,8 @@ macro_rules! sql_repository {
                         summary: "The traveler's personal data was erased on request".into(),
                     };
                     Self::add_timeline(&mut tx, id, &entry).await?;
+                    // The published CaseOpened copies carry the traveler's own words.
+                    detour_events::outbox::ForgetPublished::forget_published(&mut *tx, &id.to_string()).await?;
                     tx.append_audit(&audit.record(Some(id), vec![Target::new("traveler", traveler)], Outcome::Ok)).await?;
                     erased.push(id);
                 }
