@@ -244,9 +244,11 @@ async fn personal_data_stays_out_of_logs_traces_metrics_and_disk_and_is_erased_o
     // No sealed copy is left for a leaked key to open, nor the traveler's own words: not in the
     // case, not in the published copies of its events.
     let contents = table_contents(&settings).await;
-    let sealed: Vec<_> = contents.iter().filter(|(column, _)| column == "intake.cases.personal_data").collect();
+    let sealed: Vec<_> =
+        contents.iter().filter(|(column, _)| column == "intake.cases.personal_data").collect();
     assert!(sealed.is_empty(), "{sealed:?}");
-    let words: Vec<_> = contents.iter().filter(|(_, value)| value.contains("cancelled at the gate")).collect();
+    let words: Vec<_> =
+        contents.iter().filter(|(_, value)| value.contains("cancelled at the gate")).collect();
     assert!(words.is_empty(), "{words:?}");
 
     // Every step of it is in the audit trail, under the supervisor's name.
