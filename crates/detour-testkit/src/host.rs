@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use detour_auth::{DevIssuer, Role};
 use detour_events::EventBus;
+use detour_proto::audit::v1::audit_service_client::AuditServiceClient;
+use detour_proto::audit::v1::{AuditRecord, ListAuditRecordsRequest};
 use detour_proto::events::v1::Envelope;
 use detour_server::{HostError, ServiceModule, Settings};
 use tokio::net::TcpListener;
@@ -167,7 +169,8 @@ impl Server {
 pub struct Service<C> {
     pub client: C,
     pub bus: Arc<dyn EventBus>,
-    server: Server,
+    /// For calls as other users (`channel_as`).
+    pub server: Server,
     _dir: tempfile::TempDir,
 }
 
@@ -187,9 +190,28 @@ impl<C> Service<C> {
         crate::publish(&self.bus, stream, env).await;
     }
 
+    /// The audit records `filter` selects, newest first, as an admin reads them.
+    pub async fn audit(&self, filter: ListAuditRecordsRequest) -> Vec<AuditRecord> {
+        let mut client = AuditServiceClient::new(self.server.channel().await);
+        client.list_audit_records(filter).await.unwrap().into_inner().records
+    }
+
+    /// The records of what `actor_id` did, or what was done on their behalf.
+    pub async fn audit_of(&self, actor_id: &str) -> Vec<AuditRecord> {
+        self.audit(ListAuditRecordsRequest { actor_id: actor_id.into(), ..Default::default() }).await
+    }
+
     /// Drops the client and stops the host (see [`Server::stop`]).
     pub async fn stop(self) {
         drop(self.client);
         self.server.stop().await;
     }
+}
+
+/// Each record's actor id and outcome, for comparing a trail at a glance.
+pub fn audit_summary(records: &[AuditRecord]) -> Vec<(String, String)> {
+    records
+        .iter()
+        .map(|r| (r.actor.as_ref().map(|a| a.id.clone()).unwrap_or_default(), r.outcome.clone()))
+        .collect()
 }

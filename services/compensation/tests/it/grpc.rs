@@ -10,10 +10,11 @@ use detour_proto::common::v1 as common;
 use detour_proto::compensation::v1 as pb;
 use detour_proto::compensation::v1::compensation_service_client::CompensationServiceClient;
 use detour_proto::events::v1::{SupplierOutcome, envelope::Event};
+use detour_testkit::audit_summary;
 use detour_testkit::{Role, next_event, observe, publish, violated_fields};
 use tonic::Code;
 
-use crate::common::{Host, Server, at, compensation_for, eur, responded, start, triaged};
+use crate::common::{Server, at, compensation_for, eur, responded, start, triaged};
 
 fn by_case(case_id: CaseId) -> pb::ListOffersRequest {
     pb::ListOffersRequest { case_id: Some(common::CaseId { value: case_id.to_string() }) }
@@ -217,15 +218,10 @@ async fn bad_requests_name_their_fields_and_unknown_ids_are_not_found() {
     s.stop().await;
 }
 
-/// The records' (actor id, outcome), newest first.
-fn summary(records: &[audit_pb::AuditRecord]) -> Vec<(String, String)> {
-    records.iter().map(|r| (r.actor.as_ref().unwrap().id.clone(), r.outcome.clone())).collect()
-}
-
 #[tokio::test]
 async fn acceptances_and_refusals_are_audited_as_the_caller() {
     const RPC: &str = "detour.compensation.v1.CompensationService/AcceptOffer";
-    let host = Host::start().await;
+    let host = start().await;
     let mut finance = CompensationServiceClient::new(host.server.channel_as("fin-2", &[Role::Finance]).await);
 
     let unknown = pb::AcceptOfferRequest { offer_id: offer_id(&detour_domain::OfferId::new().to_string()) };
@@ -265,7 +261,7 @@ async fn acceptances_and_refusals_are_audited_as_the_caller() {
     let trail = host.audit(by_case).await;
     let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
     assert_eq!(
-        summary(&trail),
+        audit_summary(&trail),
         [s("fin-2", "failed_precondition"), s("fin-2", "ok"), s("compensation", "ok")]
     );
     assert_eq!((trail[0].action.as_str(), trail[1].action.as_str()), (RPC, RPC));
@@ -277,7 +273,7 @@ async fn acceptances_and_refusals_are_audited_as_the_caller() {
     for r in &trail {
         assert_eq!(r.trace_id.len(), 32, "a trace id on {r:?}");
     }
-    assert_eq!(summary(&host.audit_of("agent-7").await), summary(&trail[2..]));
+    assert_eq!(audit_summary(&host.audit_of("agent-7").await), audit_summary(&trail[2..]));
 
     let proposed = next_event(&mut emitted).await;
     assert!(matches!(proposed.event, Some(Event::OfferProposed(_))), "{proposed:?}");

@@ -1,20 +1,18 @@
 //! The service through its real host: events published on the bus reach the consumer, and the
 //! RPCs answer over a TCP socket.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use detour_domain::events::{self, streams};
 use detour_domain::{Actor, CaseId, SurveyId};
-use detour_events::EventBus;
 use detour_events::bus::Subscription;
 use detour_proto::audit::v1 as audit_pb;
-use detour_proto::audit::v1::audit_service_client::AuditServiceClient;
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::Envelope;
 use detour_proto::events::v1::envelope::Event;
 use detour_proto::feedback::v1 as pb;
 use detour_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
+use detour_testkit::audit_summary;
 use detour_testkit::{Bearer, Channel, Role};
 use detour_testkit::{Service, sqlite_settings, violated_fields as fields};
 use prost::Message;
@@ -148,53 +146,17 @@ async fn run_serves_on_its_own_bus_until_shutdown() {
     server.stop().await;
 }
 
-/// Feedback hosted like [`start`] does, for tests that call it as different callers and read the
-/// host's audit trail.
-struct Host {
-    server: detour_testkit::Server,
-    bus: Arc<dyn EventBus>,
-    _dir: tempfile::TempDir,
-}
-
-impl Host {
-    async fn start() -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let bus = detour_events::connect_bus("inproc://").unwrap();
-        let settings = sqlite_settings(dir.path());
-        let server = detour_testkit::Server::start(&settings, &[detour_feedback::MODULE], bus.clone()).await;
-        Host { server, bus, _dir: dir }
-    }
-
-    /// A client calling as the traveler app, for the traveler signed in to it.
-    async fn traveler_app(&self) -> FeedbackServiceClient<Channel> {
-        let token =
-            self.server.issuer.mint_service("traveler-app", Some("traveler-42"), Duration::from_secs(3600));
-        let bearer = Bearer::new(&token.unwrap()).unwrap();
-        FeedbackServiceClient::new(InterceptedService::new(self.server.raw_channel().await, bearer))
-    }
-
-    /// The audit records `filter` selects, newest first, as an admin reads them.
-    async fn audit(&self, filter: audit_pb::ListAuditRecordsRequest) -> Vec<audit_pb::AuditRecord> {
-        let mut client = AuditServiceClient::new(self.server.channel().await);
-        client.list_audit_records(filter).await.unwrap().into_inner().records
-    }
-
-    /// The records of what `actor_id` did, or what was done on their behalf.
-    async fn audit_of(&self, actor_id: &str) -> Vec<audit_pb::AuditRecord> {
-        self.audit(audit_pb::ListAuditRecordsRequest { actor_id: actor_id.into(), ..Default::default() })
-            .await
-    }
-}
-
-/// The records' (actor id, outcome), newest first.
-fn summary(records: &[audit_pb::AuditRecord]) -> Vec<(String, String)> {
-    records.iter().map(|r| (r.actor.as_ref().unwrap().id.clone(), r.outcome.clone())).collect()
+/// A client calling as the traveler app, for the traveler signed in to it.
+async fn traveler_app_client(server: &detour_testkit::Server) -> FeedbackServiceClient<Channel> {
+    let token = server.issuer.mint_service("traveler-app", Some("traveler-42"), Duration::from_secs(3600));
+    let bearer = Bearer::new(&token.unwrap()).unwrap();
+    FeedbackServiceClient::new(InterceptedService::new(server.raw_channel().await, bearer))
 }
 
 #[tokio::test]
 async fn answers_and_refusals_are_audited_as_the_caller() {
     const RPC: &str = "detour.feedback.v1.FeedbackService/SubmitSurveyResponse";
-    let host = Host::start().await;
+    let host = start().await;
     let mut admin = FeedbackServiceClient::new(host.server.channel_as("admin-3", &[Role::Admin]).await);
 
     let ghost = pb::SubmitSurveyResponseRequest {
@@ -226,7 +188,7 @@ async fn answers_and_refusals_are_audited_as_the_caller() {
     detour_testkit::publish(&host.bus, streams::INTAKE, &case_resolved(case_id, base())).await;
     let list = pb::ListSurveysRequest { case_id: Some(common::CaseId { value: case_id.to_string() }) };
     let survey = admin.list_surveys(list).await.unwrap().into_inner().surveys.remove(0);
-    let mut app = host.traveler_app().await;
+    let mut app = traveler_app_client(&host.server).await;
     let answer = pb::SubmitSurveyResponseRequest {
         survey_id: survey.survey_id.clone(),
         score: 4,
@@ -243,7 +205,7 @@ async fn answers_and_refusals_are_audited_as_the_caller() {
     let trail = host.audit(by_case).await;
     let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
     assert_eq!(
-        summary(&trail),
+        audit_summary(&trail),
         [s("traveler-app", "failed_precondition"), s("traveler-app", "ok"), s("feedback", "ok")]
     );
     assert_eq!((trail[0].action.as_str(), trail[1].action.as_str()), (RPC, RPC));
@@ -259,7 +221,7 @@ async fn answers_and_refusals_are_audited_as_the_caller() {
     for r in &trail {
         assert_eq!(r.trace_id.len(), 32, "a trace id on {r:?}");
     }
-    assert_eq!(summary(&host.audit_of("traveler-42").await), summary(&trail[..2]));
+    assert_eq!(audit_summary(&host.audit_of("traveler-42").await), audit_summary(&trail[..2]));
 
     let sent = next_event(&mut downstream).await;
     assert_eq!(events::actor_of(&sent), Some(feedback_for("agent-7")));

@@ -1,17 +1,12 @@
 //! Helpers shared by the tests: instants, segments, the events other services publish, and the
 //! service running alone.
 
-use std::sync::Arc;
-
 use detour_domain::{Actor, CaseCategory, CaseId, Instant, Severity, events, time};
-use detour_events::EventBus;
-use detour_proto::audit::v1 as audit_pb;
-use detour_proto::audit::v1::audit_service_client::AuditServiceClient;
 use detour_proto::common::v1 as common;
 use detour_proto::events::v1::{CaseTriaged, Envelope, envelope::Event};
 use detour_proto::supplier::v1::supplier_service_client::SupplierServiceClient;
 use detour_testkit::Channel;
-use detour_testkit::{Service, flight_segment, sqlite_settings};
+use detour_testkit::{Service, flight_segment};
 
 pub fn at(seconds: i64) -> Instant {
     time::from_micros(seconds * 1_000_000).unwrap()
@@ -59,42 +54,4 @@ pub type Server = Service<SupplierServiceClient<Channel>>;
 /// The service on a loopback port with a SQLite file and an in-process bus, once it serves.
 pub async fn start() -> Server {
     Service::start(detour_supplier::MODULE, SupplierServiceClient::new).await
-}
-
-/// The service hosted like [`start`] does, for tests that call it as different users and read
-/// the host's audit trail.
-pub struct Host {
-    pub server: detour_testkit::Server,
-    pub bus: Arc<dyn EventBus>,
-    _dir: tempfile::TempDir,
-}
-
-impl Host {
-    pub async fn start() -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let bus = detour_events::connect_bus("inproc://").unwrap();
-        let server = detour_testkit::Server::start(
-            &sqlite_settings(dir.path()),
-            &[detour_supplier::MODULE],
-            bus.clone(),
-        )
-        .await;
-        Host { server, bus, _dir: dir }
-    }
-
-    /// The audit records `filter` selects, newest first, as an admin reads them.
-    pub async fn audit(&self, filter: audit_pb::ListAuditRecordsRequest) -> Vec<audit_pb::AuditRecord> {
-        let mut client = AuditServiceClient::new(self.server.channel().await);
-        client.list_audit_records(filter).await.unwrap().into_inner().records
-    }
-
-    /// The records of what `actor_id` did, or what was done on their behalf.
-    pub async fn audit_of(&self, actor_id: &str) -> Vec<audit_pb::AuditRecord> {
-        self.audit(audit_pb::ListAuditRecordsRequest { actor_id: actor_id.into(), ..Default::default() })
-            .await
-    }
-
-    pub async fn stop(self) {
-        self.server.stop().await;
-    }
 }

@@ -7,10 +7,11 @@ use detour_proto::common::v1 as common;
 use detour_proto::events::v1::{SupplierOutcome, envelope::Event};
 use detour_proto::supplier::v1 as pb;
 use detour_proto::supplier::v1::supplier_service_client::SupplierServiceClient;
+use detour_testkit::audit_summary;
 use detour_testkit::{Role, next_event, observe, publish, violated_fields};
 use tonic::Code;
 
-use crate::common::{Host, at, start, supplier_for_agent, triaged};
+use crate::common::{at, start, supplier_for_agent, triaged};
 
 fn case_filter(case_id: CaseId) -> pb::ListSupplierRequestsRequest {
     pb::ListSupplierRequestsRequest {
@@ -239,15 +240,10 @@ async fn requests_page_newest_first_through_the_api() {
     s.stop().await;
 }
 
-/// The records' (actor id, outcome), newest first.
-fn summary(records: &[audit_pb::AuditRecord]) -> Vec<(String, String)> {
-    records.iter().map(|r| (r.actor.as_ref().unwrap().id.clone(), r.outcome.clone())).collect()
-}
-
 #[tokio::test]
 async fn answers_and_refusals_are_audited_as_the_caller() {
     const RPC: &str = "detour.supplier.v1.SupplierService/RecordSupplierResponse";
-    let host = Host::start().await;
+    let host = start().await;
     let mut partner =
         SupplierServiceClient::new(host.server.channel_as("partner-ca", &[Role::Partner]).await);
 
@@ -296,7 +292,7 @@ async fn answers_and_refusals_are_audited_as_the_caller() {
     let trail = host.audit(by_case).await;
     let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
     assert_eq!(
-        summary(&trail),
+        audit_summary(&trail),
         [s("partner-ca", "failed_precondition"), s("partner-ca", "ok"), s("supplier", "ok")]
     );
     assert_eq!((trail[0].action.as_str(), trail[1].action.as_str()), (RPC, RPC));
@@ -311,7 +307,7 @@ async fn answers_and_refusals_are_audited_as_the_caller() {
     }
     assert_eq!(trail[2].actor.as_ref().unwrap().on_behalf_of, "agent-7");
     // Everything the agent's case set off is found under the agent too.
-    assert_eq!(summary(&host.audit_of("agent-7").await), summary(&trail[2..]));
+    assert_eq!(audit_summary(&host.audit_of("agent-7").await), audit_summary(&trail[2..]));
 
     let opened = next_event(&mut emitted).await;
     assert!(matches!(opened.event, Some(Event::SupplierRequestOpened(_))), "{opened:?}");
