@@ -119,9 +119,7 @@ impl AuditService for AuditApi {
         // Each trail gave its newest `limit + 1` after the cursor; the merged newest `limit` are
         // therefore exact, and one more tells whether a next page exists.
         let mut records: Vec<AuditRecord> = pages.into_iter().flatten().collect();
-        records.sort_by(|a, b| {
-            (time::to_micros(b.at), b.id.to_string()).cmp(&(time::to_micros(a.at), a.id.to_string()))
-        });
+        records.sort_by_key(|r| std::cmp::Reverse((r.at, r.id)));
         let more = records.len() > limit as usize;
         records.truncate(limit as usize);
         let next_page_token = match (more, records.last()) {

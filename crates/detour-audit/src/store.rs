@@ -64,7 +64,7 @@ pub struct AuditFilter {
 }
 
 /// The position after a page's last record.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub at_micros: i64,
     pub audit_id: String,
@@ -131,10 +131,6 @@ where
 impl AuditLog {
     pub fn new(service: &'static str, db: Db) -> Self {
         Self { service, db }
-    }
-
-    pub fn service(&self) -> &'static str {
-        self.service
     }
 
     /// Appends `record` in a transaction of its own, for an action that changed nothing (a

@@ -27,6 +27,25 @@ pub struct PersonalData {
     pub document_number: Option<Secret<String>>,
 }
 
+/// The plain values, for the few places that must handle them (sealing, answering the desk).
+impl PersonalData {
+    pub fn full_name(&self) -> &str {
+        self.full_name.expose()
+    }
+
+    pub fn email(&self) -> Option<&str> {
+        self.email.as_ref().map(|s| s.expose().as_str())
+    }
+
+    pub fn phone(&self) -> Option<&str> {
+        self.phone.as_ref().map(|s| s.expose().as_str())
+    }
+
+    pub fn document_number(&self) -> Option<&str> {
+        self.document_number.as_ref().map(|s| s.expose().as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
     pub kind: SegmentKind,

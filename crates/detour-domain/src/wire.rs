@@ -260,14 +260,14 @@ fn is_document_number(s: &str) -> bool {
 }
 
 pub fn traveler_to_proto(t: &Traveler) -> pb::Traveler {
-    let plain = |s: &Option<Secret<String>>| s.as_ref().map(|s| s.expose().clone()).unwrap_or_default();
+    let p = &t.personal;
     pb::Traveler {
         id: Some(pb::TravelerId { value: t.id.to_string() }),
-        full_name: t.personal.full_name.expose().clone(),
-        email: plain(&t.personal.email),
-        phone: plain(&t.personal.phone),
+        full_name: p.full_name().to_owned(),
+        email: p.email().unwrap_or_default().to_owned(),
+        phone: p.phone().unwrap_or_default().to_owned(),
         preferred_language: t.preferred_language.clone().unwrap_or_default(),
-        document_number: plain(&t.personal.document_number),
+        document_number: p.document_number().unwrap_or_default().to_owned(),
     }
 }
 
@@ -425,9 +425,9 @@ mod tests {
         let mut p = traveler();
         p.document_number = "e12345678".into();
         let t = traveler_from_proto(&p).unwrap();
-        assert_eq!(t.personal.email.as_ref().map(|e| e.expose().as_str()), Some("li.wei@example.com"));
-        assert_eq!(t.personal.phone.as_ref().map(|e| e.expose().as_str()), Some("+8613800138000"));
-        assert_eq!(t.personal.document_number.as_ref().map(|e| e.expose().as_str()), Some("E12345678"));
+        assert_eq!(t.personal.email(), Some("li.wei@example.com"));
+        assert_eq!(t.personal.phone(), Some("+8613800138000"));
+        assert_eq!(t.personal.document_number(), Some("E12345678"));
         let debug = format!("{t:?}");
         assert!(
             !debug.contains("li.wei") && !debug.contains("138001") && !debug.contains("Li Wei"),

@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use detour_storage::Backend;
 pub use detour_telemetry::LogFormat;
 
 /// Every key a file or `DETOUR_*` variable may set. Other `DETOUR_*` variables (the test
@@ -316,9 +317,7 @@ impl Settings {
     }
 
     fn uses_postgres(&self) -> bool {
-        self.database_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        self.database_url.as_deref().and_then(|u| Backend::of_url(u).ok()) == Some(Backend::Postgres)
     }
 
     /// The database URL for one service.

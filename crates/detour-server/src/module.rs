@@ -115,13 +115,14 @@ impl BuildContext<'_> {
 impl<'a> BuildContext<'a> {
     /// The wiring every service shares, as a service's `build`: opens `module`'s database
     /// (migrating it when configured) and starts its outbox relay; `wire` builds the repository,
-    /// the gRPC server and the event handlers on them; then each consumer is started. The
+    /// the gRPC server and the event handlers on them (with the service's audit trail, where
+    /// handlers record refusals); then each consumer is started. The
     /// database is the part's health dependency and is closed once the relay and the consumers
     /// have stopped.
     pub fn build_service(
         self,
         module: &'a ServiceModule,
-        wire: impl FnOnce(&Db, RelayHandle) -> Wiring + Send + 'a,
+        wire: impl FnOnce(&Db, RelayHandle, AuditLog) -> Wiring + Send + 'a,
     ) -> BoxFuture<'a, Result<ServicePart, BuildError>> {
         Box::pin(async move {
             let db = self.open_database(module.name, module.migrations).await?;
@@ -132,7 +133,8 @@ impl<'a> BuildContext<'a> {
                 RelaySettings::default(),
                 self.background.clone(),
             );
-            let Wiring { routes, consumers } = wire(&db, relay);
+            let audit = AuditLog::new(module.name, db.clone());
+            let Wiring { routes, consumers } = wire(&db, relay, audit.clone());
             let mut tasks = vec![relay_task];
             tasks.extend(consumers.into_iter().map(|c| {
                 spawn_consumer(
@@ -147,7 +149,7 @@ impl<'a> BuildContext<'a> {
                 routes,
                 dependencies: vec![Arc::new(DatabaseDependency { service: module.name, db: db.clone() })],
                 tasks,
-                audit: vec![AuditLog::new(module.name, db.clone())],
+                audit: vec![audit],
                 databases: vec![db],
             })
         })

@@ -10,7 +10,6 @@ pub mod repo;
 
 use std::sync::Arc;
 
-use detour_audit::AuditLog;
 use detour_domain::events::streams;
 use detour_proto::compensation::v1::compensation_service_server::CompensationServiceServer;
 use detour_server::module::{BuildContext, BuildError, ServiceModule, ServicePart, Wiring};
@@ -41,10 +40,10 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
     Box::pin(async move {
         let policy = policy::Policy::company()
             .map_err(|e| BuildError::Other { service: NAME, message: format!("compensation policy: {e}") })?;
-        ctx.build_service(&MODULE, move |db, relay| {
+        ctx.build_service(&MODULE, move |db, relay, audit| {
             let repo = repo::for_db(db, Some(relay));
             let proposer = Arc::new(consumer::OfferProposer::new(repo.clone(), policy));
-            let audit = AuditLog::new(NAME, db.clone());
+            let audit = audit;
             let server = CompensationServiceServer::new(grpc::CompensationApi::new(repo, audit));
             Wiring::grpc(server).consume(consumer::GROUP, WATCHED, proposer)
         })

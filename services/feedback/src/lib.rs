@@ -9,7 +9,6 @@ pub mod repo;
 
 use std::sync::Arc;
 
-use detour_audit::AuditLog;
 use detour_domain::events::streams;
 use detour_proto::feedback::v1::feedback_service_server::FeedbackServiceServer;
 use detour_server::module::{BuildContext, BuildError, ServiceModule, ServicePart, Wiring};
@@ -33,11 +32,10 @@ pub const MODULE: ServiceModule = ServiceModule {
 };
 
 fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>> {
-    ctx.build_service(&MODULE, |db, relay| {
+    ctx.build_service(&MODULE, |db, relay, audit| {
         let repo = repo::for_db(db, Some(relay));
         let sender = Arc::new(consumer::SurveySender::new(repo.clone()));
-        let server =
-            FeedbackServiceServer::new(grpc::FeedbackApi::new(repo, AuditLog::new(NAME, db.clone())));
+        let server = FeedbackServiceServer::new(grpc::FeedbackApi::new(repo, audit));
         Wiring::grpc(server).consume(consumer::GROUP, &[streams::INTAKE], sender)
     })
 }

@@ -150,7 +150,6 @@ fn export_json(
     cases: &[Case],
 ) -> serde_json::Value {
     use serde_json::json;
-    let plain = |s: &Option<detour_vault::Secret<String>>| s.as_ref().map(|s| s.expose().clone());
     let erased_at = cases.iter().find_map(|c| match c.traveler.personal {
         StoredPersonal::Erased { at } => Some(at),
         StoredPersonal::Sealed(_) => None,
@@ -160,10 +159,10 @@ fn export_json(
         "traveler": {
             "traveler_id": traveler.to_string(),
             "preferred_language": language,
-            "full_name": personal.map(|p| p.full_name.expose().clone()),
-            "email": personal.and_then(|p| plain(&p.email)),
-            "phone": personal.and_then(|p| plain(&p.phone)),
-            "document_number": personal.and_then(|p| plain(&p.document_number)),
+            "full_name": personal.map(PersonalData::full_name),
+            "email": personal.and_then(PersonalData::email),
+            "phone": personal.and_then(PersonalData::phone),
+            "document_number": personal.and_then(PersonalData::document_number),
             "personal_data_erased_at": if personal.is_none() { erased_at.map(|t| t.to_rfc3339()) } else { None },
         },
         "cases": cases.iter().map(|c| json!({
@@ -210,13 +209,12 @@ async fn new_case(keys: &PersonalDataKeys, req: pb::OpenCaseRequest) -> Result<N
     else {
         return Err(IntakeError::Invalid(v));
     };
-    let exposed =
-        |s: &Option<detour_vault::Secret<String>>| s.as_ref().map(|s| s.expose().clone()).unwrap_or_default();
+    let p = &traveler.personal;
     let fingerprint = fingerprint(&[
-        traveler.personal.full_name.expose(),
-        &exposed(&traveler.personal.email),
-        &exposed(&traveler.personal.phone),
-        &exposed(&traveler.personal.document_number),
+        p.full_name(),
+        p.email().unwrap_or_default(),
+        p.phone().unwrap_or_default(),
+        p.document_number().unwrap_or_default(),
         &serde_json::to_string(&segment).unwrap_or_default(),
         channel.as_str(),
         &description,

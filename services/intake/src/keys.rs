@@ -32,6 +32,9 @@ pub struct PersonalDataKeys {
     /// Unwrapped data keys by (tenant, version): unwrapping is cheap, but a list of 500 cases
     /// should not do it 500 times.
     cache: Mutex<HashMap<(String, i64), Arc<DataKey>>>,
+    /// The version new cases are sealed with. Versions are only ever added when a tenant has
+    /// none, so once known it holds for the life of the process and sealing needs no query.
+    current: Mutex<Option<(i64, Arc<DataKey>)>>,
 }
 
 /// The plain form sealed into `cases.personal_data`. Short field names keep the blob small.
@@ -54,11 +57,13 @@ fn seal_context(tenant: &str, case: CaseId) -> Vec<u8> {
 
 impl PersonalDataKeys {
     pub fn new(ring: KeyRing, tenant: impl Into<String>, repo: Arc<dyn IntakeRepository>) -> Self {
-        Self { ring, tenant: tenant.into(), repo, cache: Mutex::new(HashMap::new()) }
-    }
-
-    pub fn tenant(&self) -> &str {
-        &self.tenant
+        Self {
+            ring,
+            tenant: tenant.into(),
+            repo,
+            cache: Mutex::new(HashMap::new()),
+            current: Mutex::new(None),
+        }
     }
 
     fn cached(&self, tenant: &str, version: i64) -> Option<Arc<DataKey>> {
@@ -95,32 +100,39 @@ impl PersonalDataKeys {
 
     /// The newest data key of this deployment's tenant, made on first use.
     async fn current(&self) -> Result<(i64, Arc<DataKey>), IntakeError> {
-        let keys = self.repo.data_keys(&self.tenant).await?;
-        if let Some(newest) = keys.iter().max_by_key(|k| k.version) {
-            if let Some(key) = self.cached(&self.tenant, newest.version) {
-                return Ok((newest.version, key));
-            }
-            let key = self.unwrap_stored(newest)?;
-            return Ok((newest.version, self.remember(&self.tenant, newest.version, key)));
+        if let Some(current) = self.current.lock().ok().and_then(|c| c.clone()) {
+            return Ok(current);
         }
-        self.add_version(1, &Audit::of_service(crate::NAME, "create data key")).await
+        let newest = self.repo.data_keys(&self.tenant).await?.into_iter().max_by_key(|k| k.version);
+        let current = match newest {
+            Some(stored) => {
+                let key = self.unwrap_stored(&stored)?;
+                (stored.version, self.remember(&self.tenant, stored.version, key))
+            }
+            None => (1, self.create_first().await?),
+        };
+        if let Ok(mut slot) = self.current.lock() {
+            *slot = Some(current.clone());
+        }
+        Ok(current)
     }
 
-    /// Starts data key `version`; when another replica got there first, uses theirs.
-    async fn add_version(&self, version: i64, audit: &Audit) -> Result<(i64, Arc<DataKey>), IntakeError> {
+    /// Makes the tenant's first data key; when another replica got there first, uses theirs.
+    async fn create_first(&self) -> Result<Arc<DataKey>, IntakeError> {
         let key = DataKey::generate()?;
-        let wrapped = self.ring.wrap(&key, &wrap_context(&self.tenant, version))?;
+        let wrapped = self.ring.wrap(&key, &wrap_context(&self.tenant, 1))?;
         let stored = StoredDataKey {
             tenant: self.tenant.clone(),
-            version,
+            version: 1,
             kek_id: wrapped.kek_id,
             wrapped: wrapped.ciphertext,
             created_at: time::now(),
         };
-        if self.repo.add_data_key(&stored, audit).await? {
-            return Ok((version, self.remember(&self.tenant, version, key)));
+        let audit = Audit::of_service(crate::NAME, "create data key");
+        if self.repo.add_data_key(&stored, &audit).await? {
+            return Ok(self.remember(&self.tenant, 1, key));
         }
-        Ok((version, self.key(&self.tenant, version).await?))
+        self.key(&self.tenant, 1).await
     }
 
     /// Rewraps every stored data key (all tenants) not wrapped by the primary KEK, so that the
@@ -145,12 +157,11 @@ impl PersonalDataKeys {
 
     pub async fn seal(&self, case: CaseId, personal: &PersonalData) -> Result<SealedPersonal, IntakeError> {
         let (version, key) = self.current().await?;
-        let exposed = |s: &Option<Secret<String>>| s.as_ref().map(|s| s.expose().clone());
         let mut plain = Plain {
-            n: personal.full_name.expose().clone(),
-            e: exposed(&personal.email),
-            p: exposed(&personal.phone),
-            d: exposed(&personal.document_number),
+            n: personal.full_name().to_owned(),
+            e: personal.email().map(str::to_owned),
+            p: personal.phone().map(str::to_owned),
+            d: personal.document_number().map(str::to_owned),
         };
         let json = serde_json::to_vec(&plain);
         plain.zeroize();

@@ -10,7 +10,6 @@ pub mod repo;
 
 use std::sync::Arc;
 
-use detour_audit::AuditLog;
 use detour_domain::events::streams;
 use detour_proto::intake::v1::intake_service_server::IntakeServiceServer;
 use detour_server::module::{BuildContext, BuildError, ServiceModule, ServicePart, Wiring};
@@ -54,12 +53,12 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
             .map_err(|e| BuildError::Other { service: NAME, message: e.to_string() })?;
         let mut keys = None;
         let part = ctx
-            .build_service(&MODULE, |db, relay| {
+            .build_service(&MODULE, |db, relay, audit| {
                 let repo = repo::for_db(db, Some(relay));
                 let personal = Arc::new(PersonalDataKeys::new(ring, settings.tenant.clone(), repo.clone()));
                 keys = Some(personal.clone());
                 let updater = Arc::new(consumer::CaseViewUpdater::new(repo.clone()));
-                let api = grpc::IntakeApi::new(repo, personal, AuditLog::new(NAME, db.clone()));
+                let api = grpc::IntakeApi::new(repo, personal, audit);
                 Wiring::grpc(IntakeServiceServer::new(api)).consume(consumer::GROUP, WATCHED, updater)
             })
             .await?;

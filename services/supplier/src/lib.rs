@@ -9,7 +9,6 @@ pub mod repo;
 
 use std::sync::Arc;
 
-use detour_audit::AuditLog;
 use detour_domain::events::streams;
 use detour_proto::supplier::v1::supplier_service_server::SupplierServiceServer;
 use detour_server::module::{BuildContext, BuildError, ServiceModule, ServicePart, Wiring};
@@ -33,11 +32,10 @@ pub const MODULE: ServiceModule = ServiceModule {
 };
 
 fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>> {
-    ctx.build_service(&MODULE, |db, relay| {
+    ctx.build_service(&MODULE, |db, relay, audit| {
         let repo = repo::for_db(db, Some(relay));
         let opener = Arc::new(consumer::RequestOpener::new(repo.clone()));
-        let server =
-            SupplierServiceServer::new(grpc::SupplierApi::new(repo, AuditLog::new(NAME, db.clone())));
+        let server = SupplierServiceServer::new(grpc::SupplierApi::new(repo, audit));
         Wiring::grpc(server).consume(consumer::GROUP, &[streams::TRIAGE], opener)
     })
 }

@@ -33,7 +33,8 @@ pub const MODULE: ServiceModule = ServiceModule {
 };
 
 fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>> {
-    ctx.build_service(&MODULE, |db, relay| {
+    // Triage has no RPC that changes state, so nothing to refuse; its consumer audits in the repository.
+    ctx.build_service(&MODULE, |db, relay, _audit| {
         let repo = repo::for_db(db, Some(relay));
         let triager = Arc::new(consumer::Triager::new(repo.clone()));
         let server = TriageServiceServer::new(grpc::TriageApi::new(repo));
