@@ -23,10 +23,16 @@ const PAGE: Keyset = Keyset::descending("at", "audit_id");
 #[async_trait]
 pub trait AuditWrite {
     async fn append_audit(&mut self, record: &AuditRecord) -> Result<(), StorageError>;
+
+    /// Appends many records with a few multi-row inserts (a fan-out audits thousands of cases).
+    async fn append_audit_many(&mut self, records: &[AuditRecord]) -> Result<(), StorageError>;
 }
 
+/// Records per multi-row insert (11 parameters each).
+const APPEND_CHUNK: usize = 400;
+
 macro_rules! append_on {
-    ($conn:ty) => {
+    ($conn:ty, $db:ty) => {
         #[async_trait]
         impl AuditWrite for $conn {
             async fn append_audit(&mut self, r: &AuditRecord) -> Result<(), StorageError> {
@@ -46,12 +52,40 @@ macro_rules! append_on {
                     .await?;
                 Ok(())
             }
+
+            async fn append_audit_many(&mut self, records: &[AuditRecord]) -> Result<(), StorageError> {
+                for chunk in records.chunks(APPEND_CHUNK) {
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for r in chunk {
+                        rows.push((r, decode::to_json(&r.actor.roles)?, decode::to_json(&r.targets)?));
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO audit_log (audit_id, at, actor_kind, actor_id, actor_roles, on_behalf_of, \
+                         action, case_id, targets, trace_id, outcome) ",
+                    );
+                    q.push_values(rows, |mut b, (r, roles, targets)| {
+                        b.push_bind(r.id.to_string())
+                            .push_bind(time::to_micros(r.at))
+                            .push_bind(r.actor.kind.as_str())
+                            .push_bind(r.actor.id.clone())
+                            .push_bind(roles)
+                            .push_bind(r.actor.on_behalf_of.clone())
+                            .push_bind(r.action.clone())
+                            .push_bind(r.case_id.map(|c| c.to_string()))
+                            .push_bind(targets)
+                            .push_bind(r.trace_id.clone())
+                            .push_bind(r.outcome.clone());
+                    });
+                    q.build().execute(&mut *self).await?;
+                }
+                Ok(())
+            }
         }
     };
 }
 
-append_on!(PgConnection);
-append_on!(SqliteConnection);
+append_on!(PgConnection, sqlx::Postgres);
+append_on!(SqliteConnection, sqlx::Sqlite);
 
 /// Which records to list; every filter is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -77,6 +77,10 @@ enum Command {
         #[arg(long, global = true, env = "DETOUR_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    // --- storm benchmark (crates/detour-storm) ---
+    /// The storm benchmark: a crisis against a running suite, measured against an echo server
+    /// and PostgreSQL inserts on the same machine (JSON report on stdout, progress on stderr).
+    Storm(Box<detour_storm::StormArgs>),
 }
 
 #[derive(Args)]
@@ -145,6 +149,24 @@ fn dev_defaults() -> Settings {
         // Every call needs a token in `dev` too; the local issuer mints them.
         auth_dev_issuer: true,
         ..Settings::default()
+    }
+}
+
+// --- storm benchmark (crates/detour-storm) ---
+/// Runs the benchmark; fails when a phase could not run or a must-be-zero check (lost, duplicated,
+/// safety shed) is not zero, so scripts notice. The report is written either way.
+async fn storm(args: detour_storm::StormArgs) -> ExitCode {
+    let config = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match detour_storm::run(config).await {
+        Ok(report) => {
+            let problems: Vec<String> =
+                report.errors.iter().cloned().chain(report.broken_promises()).collect();
+            if problems.is_empty() { ExitCode::SUCCESS } else { fail(problems.join("; ")) }
+        }
+        Err(e) => fail(e),
     }
 }
 
@@ -286,5 +308,6 @@ async fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Storm(args) => storm(*args).await,
     }
 }

@@ -70,6 +70,14 @@ typed_id!(
     EventId, "event id"
 );
 typed_id!(
+    /// One disruption and every case it caused.
+    IncidentId, "incident id"
+);
+typed_id!(
+    /// One message to a traveler, through however many channels it takes.
+    NotificationId, "notification id"
+);
+typed_id!(
     /// One audit record; time-ordered (UUIDv7), so the newest sort last.
     AuditId, "audit id"
 );

@@ -139,6 +139,7 @@ vocabulary!(Channel, "channel", proto = detour_proto::common::v1::Channel, {
     Sms => "sms",
     Wechat => "wechat",
     PartnerFeed => "partner_feed",
+    Proactive => "proactive",
 });
 
 vocabulary!(RequestedOutcome, "requested outcome", proto = detour_proto::common::v1::RequestedOutcome, {

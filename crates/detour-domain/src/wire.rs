@@ -57,7 +57,7 @@ macro_rules! id_messages {
     };
 }
 
-id_messages!(CaseId, TravelerId, SupplierRequestId, OfferId, SurveyId, EventId);
+id_messages!(CaseId, TravelerId, SupplierRequestId, OfferId, SurveyId, EventId, IncidentId, NotificationId);
 
 /// The typed id of a request that carries nothing else to validate (`GetCase`, `ListOffers`):
 /// the id, or the one violation when its wrapper message is missing, empty or malformed.
@@ -171,7 +171,7 @@ pub fn money_to_proto(m: &Money) -> pb::Money {
     pb::Money { amount_minor: m.amount_minor, currency: m.currency.code().to_owned() }
 }
 
-fn is_email(s: &str) -> bool {
+pub fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else { return false };
     !local.is_empty()
         && domain.contains('.')
@@ -182,7 +182,7 @@ fn is_email(s: &str) -> bool {
 }
 
 /// E.164: a plus sign and 8 to 15 digits; spaces, dashes and dots are tolerated and removed.
-fn normalise_phone(s: &str) -> Option<String> {
+pub fn normalise_phone(s: &str) -> Option<String> {
     let compact: String = s.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
     let digits = compact.strip_prefix('+')?;
     (8..=15).contains(&digits.len()).then_some(())?;

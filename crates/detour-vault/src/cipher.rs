@@ -7,8 +7,9 @@ use std::fmt;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use hmac::Mac;
 use rand_core::{OsRng, RngCore};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::VaultError;
 use crate::secret::Redacted;
@@ -60,6 +61,29 @@ impl fmt::Debug for DataKey {
 /// Fails only when the OS random generator fails or the plaintext is 64 GiB or more.
 pub fn seal(dek: &DataKey, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, VaultError> {
     encrypt(dek.bytes(), plaintext, aad)
+}
+
+/// A keyed hash of `value` for finding a sealed record by an exact value (an e-mail, a phone)
+/// without storing the value: HMAC-SHA-256 under a key derived from `dek` for `context`, as
+/// lowercase hex. Equal inputs give equal indexes, so normalise the value first; without the
+/// data key the index cannot be computed from a guessed value.
+pub fn blind_index(dek: &DataKey, context: &[u8], value: &[u8]) -> String {
+    // Derive a key per context so an index is never an HMAC under the encryption key itself.
+    let mut derive = hmac_sha256(dek.bytes());
+    derive.update(b"detour.vault.blind-index.v1|");
+    derive.update(context);
+    let derived = Zeroizing::new(<[u8; KEY_LEN]>::from(derive.finalize().into_bytes()));
+    let mut mac = hmac_sha256(&derived);
+    mac.update(value);
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// HMAC-SHA-256 keyed by 32 bytes. HMAC zero-pads a key shorter than the 64-byte block, so the
+/// padded key below is the key itself, without the fallible variable-length constructor.
+fn hmac_sha256(key: &[u8; KEY_LEN]) -> hmac::Hmac<sha2::Sha256> {
+    let mut block = Zeroizing::new([0u8; 64]);
+    block[..KEY_LEN].copy_from_slice(key);
+    <hmac::Hmac<sha2::Sha256> as KeyInit>::new(&(*block).into())
 }
 
 /// Decrypts a value made by [`seal`] with the same key and `aad`. Any input is safe: an
@@ -124,6 +148,24 @@ mod tests {
         for needle in ["171", "ab", "AB", "q6ur"] {
             assert!(!debug.contains(needle), "{needle} in {debug}");
         }
+    }
+
+    #[test]
+    fn blind_indexes_are_stable_per_key_and_context_and_differ_otherwise() {
+        let a = DataKey::from_bytes([1; KEY_LEN]);
+        let b = DataKey::from_bytes([2; KEY_LEN]);
+        let v = b"li.wei@example.com";
+        let index = blind_index(&a, b"email", v);
+        assert_eq!(index.len(), 64);
+        assert_eq!(index, blind_index(&a, b"email", v));
+        assert_ne!(index, blind_index(&b, b"email", v));
+        assert_ne!(index, blind_index(&a, b"phone", v));
+        assert_ne!(index, blind_index(&a, b"email", b"li.wei@example.org"));
+        // Not a plain HMAC under the data key: the key is derived per context first.
+        let mut plain = hmac_sha256(&[1; KEY_LEN]);
+        plain.update(v);
+        let plain: String = plain.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_ne!(index, plain);
     }
 
     #[test]

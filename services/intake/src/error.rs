@@ -14,6 +14,20 @@ pub enum IntakeError {
     IdempotencyKeyReused(Violations),
     #[error("no case of traveler {0}")]
     TravelerNotFound(TravelerId),
+    #[error("notification {0} not found")]
+    NotificationNotFound(detour_domain::NotificationId),
+    #[error("incident {0} not found")]
+    IncidentNotFound(detour_domain::IncidentId),
+    /// A contact named a traveler by a handle (id, phone, e-mail, booking) the registry does
+    /// not know. The message names the kind of handle, never its value.
+    #[error("no registered traveler matches the {handle} given; send the traveler in full (id, name, contact)")]
+    UnknownTraveler { handle: &'static str, violations: Violations },
+    /// The client's request stream broke off or sent a malformed message.
+    #[error("reading the request stream: {}", .0.message())]
+    Stream(tonic::Status),
+    /// Admission control refused the request under overload.
+    #[error("overloaded: {priority} contacts are being shed; retry in {retry_after_ms} ms")]
+    Shed { priority: &'static str, retry_after_ms: u64 },
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error("personal data keys: {0}")]
@@ -26,8 +40,14 @@ impl ServiceError for IntakeError {
     fn error_code(&self) -> ErrorCode {
         match self {
             Self::Invalid(_) | Self::IdempotencyKeyReused(_) => ErrorCode::InvalidArgument,
-            Self::CaseNotFound(_) | Self::TravelerNotFound(_) => ErrorCode::NotFound,
+            Self::CaseNotFound(_)
+            | Self::TravelerNotFound(_)
+            | Self::NotificationNotFound(_)
+            | Self::IncidentNotFound(_)
+            | Self::UnknownTraveler { .. } => ErrorCode::NotFound,
             Self::AlreadyResolved(_) => ErrorCode::FailedPrecondition,
+            Self::Stream(_) => ErrorCode::InvalidArgument,
+            Self::Shed { .. } => ErrorCode::ResourceExhausted,
             Self::Storage(e) => e.error_code(),
             Self::Vault(_) | Self::DataKeyMissing { .. } => ErrorCode::Internal,
         }
@@ -35,7 +55,7 @@ impl ServiceError for IntakeError {
 
     fn field_violations(&self) -> Option<&Violations> {
         match self {
-            Self::Invalid(v) | Self::IdempotencyKeyReused(v) => Some(v),
+            Self::Invalid(v) | Self::IdempotencyKeyReused(v) | Self::UnknownTraveler { violations: v, .. } => Some(v),
             _ => None,
         }
     }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use detour_audit::{Audit, AuditLog, Outcome, Target};
 use detour_domain::wire::{self, MAX_TEXT_CHARS};
 use detour_domain::{
-    Actor, CaseCategory, CaseId, CaseStatus, Channel, PersonalData, Traveler, TravelerId, events, sla, time,
+    Actor, CaseCategory, CaseId, CaseStatus, Channel, NotificationId, PersonalData, Traveler, TravelerId, events, sla,
+    time,
 };
 use detour_errors::Violations;
 use detour_proto::common::v1 as common;
@@ -16,6 +17,8 @@ use detour_proto::intake::v1::intake_service_server::IntakeService;
 use tonic::{Request, Response, Status};
 
 use crate::NAME;
+use crate::contact;
+use crate::crisis::{NewNotification, Purpose, segment_key};
 use crate::error::IntakeError;
 use crate::keys::PersonalDataKeys;
 use crate::model::{
@@ -28,14 +31,25 @@ const MAX_PAGE: u32 = 500;
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 pub struct IntakeApi {
-    repo: Arc<dyn IntakeRepository>,
-    keys: Arc<PersonalDataKeys>,
-    audit: AuditLog,
+    pub(crate) repo: Arc<dyn IntakeRepository>,
+    pub(crate) keys: Arc<PersonalDataKeys>,
+    pub(crate) audit: AuditLog,
+    /// Wakes the fan-out worker when a disruption is reported.
+    pub(crate) fanout: Option<Arc<tokio::sync::Notify>>,
+    /// Wakes the notification dispatcher when an acknowledgement is queued.
+    pub(crate) dispatch: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl IntakeApi {
     pub fn new(repo: Arc<dyn IntakeRepository>, keys: Arc<PersonalDataKeys>, audit: AuditLog) -> Self {
-        Self { repo, keys, audit }
+        Self { repo, keys, audit, fanout: None, dispatch: None }
+    }
+
+    /// Wakes these background workers when there is work for them.
+    pub fn with_workers(mut self, fanout: Arc<tokio::sync::Notify>, dispatch: Arc<tokio::sync::Notify>) -> Self {
+        self.fanout = Some(fanout);
+        self.dispatch = Some(dispatch);
+        self
     }
 
     /// A case as the caller sees it: personal data opened with its data key.
@@ -52,18 +66,37 @@ impl IntakeApi {
         audit: &Audit,
         req: pb::OpenCaseRequest,
     ) -> Result<pb::OpenCaseResponse, IntakeError> {
-        let new = new_case(&self.keys, req).await?;
+        let priority = contact::priority(
+            Channel::from_proto(req.channel).unwrap_or(Channel::Web),
+            &req.description,
+            &[],
+        );
+        let new = self.new_case(req).await?;
+        let ack_channel = new.acknowledgement.as_ref().and_then(|a| a.channels.first().copied());
+        let language = new.language.clone().unwrap_or_default();
         let opened = events::envelope(NAME, new.id, new.received_at, &audit.actor, case_opened(&new));
-        let (case, replayed) = match self.repo.open_case(new, opened, audit).await? {
-            OpenOutcome::Created(c) => (c, false),
-            OpenOutcome::Replayed(c) => (c, true),
+        let (case, ack, replayed, merged) = match self.repo.open_case(new, opened, audit).await? {
+            OpenOutcome::Created(c) => {
+                let ack = c.acknowledgement_id;
+                (c, ack, false, false)
+            }
+            OpenOutcome::Replayed(c, ack) => (c, ack, true, false),
+            OpenOutcome::Merged(c, ack) => (c, ack, false, true),
         };
-        tracing::info!(case_id = %case.id, case_number = %case.number, replayed, "case accepted");
+        if !replayed && let Some(dispatch) = &self.dispatch {
+            dispatch.notify_one();
+        }
+        tracing::info!(case_id = %case.id, case_number = %case.number, replayed, merged, "case accepted");
         Ok(pb::OpenCaseResponse {
             case_id: Some(common::CaseId { value: case.id.to_string() }),
             case_number: case.number,
             first_response_due: Some(time::to_proto(case.first_response_due)),
             replayed,
+            merged,
+            language: if replayed { case.language.clone().unwrap_or_default() } else { language },
+            acknowledgement_id: ack.map(|a| common::NotificationId { value: a.to_string() }),
+            acknowledgement_channel: if replayed { 0 } else { ack_channel.map_or(0, Channel::to_proto) },
+            priority: priority.to_proto(),
         })
     }
 
@@ -188,57 +221,111 @@ fn export_json(
     })
 }
 
-/// Validates the request and seals the traveler's personal data for the new case.
-async fn new_case(keys: &PersonalDataKeys, req: pb::OpenCaseRequest) -> Result<NewCase, IntakeError> {
-    let mut v = Violations::new();
-    let traveler = wire::nested(&mut v, "traveler", req.traveler.as_ref(), wire::traveler_from_proto);
-    let segment = wire::nested(&mut v, "segment", req.segment.as_ref(), wire::segment_from_proto);
-    let channel = wire::channel(&mut v, "channel", req.channel);
-    let description = wire::text(&mut v, "description", &req.description, MAX_TEXT_CHARS, false);
-    let requested_outcomes = wire::requested_outcomes(&mut v, "requested_outcomes", &req.requested_outcomes);
-    let key = req.idempotency_key.trim();
-    let idempotency_key = if key.is_empty() {
-        None
-    } else if key.len() > MAX_IDEMPOTENCY_KEY || !key.chars().all(|c| c.is_ascii_graphic()) {
-        v.add("idempotency_key", format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"));
-        None
-    } else {
-        Some(key.to_owned())
-    };
-    let (Some(traveler), Some(segment), Some(channel), true) = (traveler, segment, channel, v.is_empty())
-    else {
-        return Err(IntakeError::Invalid(v));
-    };
-    let p = &traveler.personal;
-    let fingerprint = fingerprint(&[
-        p.full_name(),
-        p.email().unwrap_or_default(),
-        p.phone().unwrap_or_default(),
-        p.document_number().unwrap_or_default(),
-        &serde_json::to_string(&segment).unwrap_or_default(),
-        channel.as_str(),
-        &description,
-    ]);
-    let received_at = time::now();
-    let id = CaseId::new();
-    let sealed = keys.seal(id, &traveler.personal).await?;
-    Ok(NewCase {
-        id,
-        traveler: StoredTraveler {
-            id: traveler.id,
-            preferred_language: traveler.preferred_language,
-            personal: StoredPersonal::Sealed(sealed),
-        },
-        segment,
-        channel,
-        description,
-        requested_outcomes,
-        received_at,
-        // Before triage the golden hour applies; triage tightens it for safety cases.
-        first_response_due: received_at + sla::first_response_within(None, None),
-        idempotency_key,
-        fingerprint,
-    })
+impl IntakeApi {
+    /// Validates the request, identifies the traveler (in full, or by a handle the registry
+    /// knows) and seals their personal data for the new case.
+    async fn new_case(&self, req: pb::OpenCaseRequest) -> Result<NewCase, IntakeError> {
+        let mut v = Violations::new();
+        let by_handle = req.traveler.as_ref().is_some_and(|t| t.full_name.trim().is_empty());
+        let traveler = if by_handle {
+            None
+        } else {
+            wire::nested(&mut v, "traveler", req.traveler.as_ref(), wire::traveler_from_proto)
+        };
+        let segment = wire::nested(&mut v, "segment", req.segment.as_ref(), wire::segment_from_proto);
+        let channel = wire::channel(&mut v, "channel", req.channel);
+        if channel == Some(Channel::Proactive) {
+            v.add("channel", "PROACTIVE cases are opened by ReportDisruption, not by a contact");
+        }
+        let description = wire::text(&mut v, "description", &req.description, MAX_TEXT_CHARS, false);
+        let requested_outcomes = wire::requested_outcomes(&mut v, "requested_outcomes", &req.requested_outcomes);
+        let key = req.idempotency_key.trim();
+        let idempotency_key = if key.is_empty() {
+            None
+        } else if key.len() > MAX_IDEMPOTENCY_KEY || !key.chars().all(|c| c.is_ascii_graphic()) {
+            v.add("idempotency_key", format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"));
+            None
+        } else {
+            Some(key.to_owned())
+        };
+        let (Some(segment), Some(channel), true) = (segment, channel, v.is_empty()) else {
+            return Err(IntakeError::Invalid(v));
+        };
+        let (traveler, preferred) = match (traveler, &req.traveler) {
+            (Some(t), _) => {
+                let preferred = match self.repo.registered_traveler(t.id).await? {
+                    Some(r) => r.contact_channels,
+                    None => Vec::new(),
+                };
+                (t, preferred)
+            }
+            (None, Some(raw)) => {
+                let (registered, personal) = self.identify(raw, &segment.booking_reference).await?;
+                let traveler = Traveler {
+                    id: registered.id,
+                    preferred_language: registered.preferred_language.clone(),
+                    personal,
+                };
+                (traveler, registered.contact_channels)
+            }
+            (None, None) => {
+                v.add("traveler", "is required");
+                return Err(IntakeError::Invalid(v));
+            }
+        };
+        let p = &traveler.personal;
+        let fingerprint = fingerprint(&[
+            &traveler.id.to_string(),
+            p.full_name(),
+            p.email().unwrap_or_default(),
+            p.phone().unwrap_or_default(),
+            p.document_number().unwrap_or_default(),
+            &serde_json::to_string(&segment).unwrap_or_default(),
+            channel.as_str(),
+            &description,
+        ]);
+        let received_at = time::now();
+        let id = CaseId::new();
+        let language = traveler
+            .preferred_language
+            .as_deref()
+            .map(|l| if l.to_ascii_lowercase().starts_with("zh") { "zh" } else { "en" })
+            .or_else(|| contact::detect_language(&description))
+            .map(str::to_owned);
+        let channels = contact::reply_channels(channel, &preferred, p.email().is_some(), p.phone().is_some());
+        let acknowledgement = (!channels.is_empty()).then(|| NewNotification {
+            id: NotificationId::new(),
+            case_id: id,
+            incident_id: None,
+            traveler_id: traveler.id,
+            purpose: Purpose::Acknowledgement,
+            channels,
+            language: language.clone().unwrap_or_else(|| "en".into()),
+            at: received_at,
+        });
+        let sealed = self.keys.seal(id, &traveler.personal).await?;
+        Ok(NewCase {
+            id,
+            traveler: StoredTraveler {
+                id: traveler.id,
+                preferred_language: traveler.preferred_language,
+                personal: StoredPersonal::Sealed(sealed),
+            },
+            segment_key: Some(segment_key(&segment)),
+            segment,
+            channel,
+            description,
+            requested_outcomes,
+            received_at,
+            // Before triage the golden hour applies; triage tightens it for safety cases.
+            first_response_due: received_at + sla::first_response_within(None, None),
+            idempotency_key,
+            fingerprint,
+            incident_id: None,
+            language,
+            acknowledgement,
+        })
+    }
 }
 
 /// FNV-1a over the request's identifying fields: stable across releases, unlike std's hasher.
@@ -253,7 +340,7 @@ fn fingerprint(parts: &[&str]) -> String {
     format!("{h:016x}")
 }
 
-fn case_opened(case: &NewCase) -> Event {
+pub(crate) fn case_opened(case: &NewCase) -> Event {
     Event::CaseOpened(CaseOpened {
         // Assigned in the repository's transaction, which fills it in.
         case_number: String::new(),
@@ -264,6 +351,7 @@ fn case_opened(case: &NewCase) -> Event {
         description: case.description.clone(),
         requested_outcomes: case.requested_outcomes.iter().map(|o| o.to_proto()).collect(),
         received_at: Some(time::to_proto(case.received_at)),
+        incident_id: case.incident_id.map(|i| common::IncidentId { value: i.to_string() }),
     })
 }
 
@@ -320,6 +408,18 @@ pub fn case_to_proto(c: &Case, personal: Option<&PersonalData>) -> pb::Case {
         resolution_due: c.resolution_due.map(time::to_proto),
         resolved_at: c.resolved_at.map(time::to_proto),
         resolution: c.resolution.clone().unwrap_or_default(),
+        incident_id: c.incident_id.map(|i| common::IncidentId { value: i.to_string() }),
+        language: c.language.clone().unwrap_or_default(),
+        interactions: c
+            .interactions
+            .iter()
+            .map(|i| pb::Interaction {
+                at: Some(time::to_proto(i.at)),
+                channel: i.channel.to_proto(),
+                description: i.description.clone(),
+                requested_outcomes: i.requested_outcomes.iter().map(|o| o.to_proto()).collect(),
+            })
+            .collect(),
         timeline: c
             .timeline
             .iter()
@@ -433,6 +533,63 @@ impl IntakeService for IntakeApi {
     ) -> Result<Response<pb::EraseTravelerResponse>, Status> {
         let audit = Audit::of_request(&request)?;
         let result = self.erase(&audit, request.get_ref()).await;
+        Ok(Response::new(self.audit.refusal(&audit, None, result).await?))
+    }
+
+    async fn upsert_trip(
+        &self,
+        request: Request<pb::UpsertTripRequest>,
+    ) -> Result<Response<pb::UpsertTripResponse>, Status> {
+        let audit = Audit::of_request(&request)?;
+        let result = self.upsert_trip(&audit, request.get_ref()).await;
+        Ok(Response::new(self.audit.refusal(&audit, None, result).await?))
+    }
+
+    async fn import_itineraries(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportItinerariesRequest>>,
+    ) -> Result<Response<pb::ImportItinerariesResponse>, Status> {
+        let audit = Audit::of_request(&request)?;
+        let result = self.import(&audit, request.into_inner()).await;
+        Ok(Response::new(self.audit.refusal(&audit, None, result).await?))
+    }
+
+    async fn find_travelers(
+        &self,
+        request: Request<pb::FindTravelersRequest>,
+    ) -> Result<Response<pb::FindTravelersResponse>, Status> {
+        Ok(Response::new(self.find(request.get_ref()).await?))
+    }
+
+    async fn report_disruption(
+        &self,
+        request: Request<pb::ReportDisruptionRequest>,
+    ) -> Result<Response<pb::ReportDisruptionResponse>, Status> {
+        let audit = Audit::of_request(&request)?;
+        let result = self.report(&audit, request.get_ref()).await;
+        Ok(Response::new(self.audit.refusal(&audit, None, result).await?))
+    }
+
+    async fn get_incident(
+        &self,
+        request: Request<pb::GetIncidentRequest>,
+    ) -> Result<Response<pb::GetIncidentResponse>, Status> {
+        Ok(Response::new(self.get_incident_view(request.get_ref()).await?))
+    }
+
+    async fn list_notifications(
+        &self,
+        request: Request<pb::ListNotificationsRequest>,
+    ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
+        Ok(Response::new(self.notifications(request.get_ref()).await?))
+    }
+
+    async fn acknowledge_notification(
+        &self,
+        request: Request<pb::AcknowledgeNotificationRequest>,
+    ) -> Result<Response<pb::AcknowledgeNotificationResponse>, Status> {
+        let audit = Audit::of_request(&request)?;
+        let result = self.acknowledge(&audit, request.get_ref()).await;
         Ok(Response::new(self.audit.refusal(&audit, None, result).await?))
     }
 }

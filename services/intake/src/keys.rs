@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use detour_audit::Audit;
-use detour_domain::{CaseId, PersonalData, time};
+use detour_domain::{CaseId, PersonalData, TravelerId, time};
 use detour_vault::{DataKey, KeyRing, Secret, WrappedKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
@@ -50,9 +50,26 @@ fn wrap_context(tenant: &str, version: i64) -> Vec<u8> {
     format!("detour.intake.data-key.v1|{tenant}|{version}").into_bytes()
 }
 
-/// Binds a sealed blob to its row: copied onto another case it no longer opens.
-fn seal_context(tenant: &str, case: CaseId) -> Vec<u8> {
-    format!("detour.intake.personal.v1|{tenant}|{case}").into_bytes()
+/// Binds a sealed blob to its row: copied onto another case (or traveler) it no longer opens.
+fn seal_context(tenant: &str, owner: Owner) -> Vec<u8> {
+    match owner {
+        Owner::Case(case) => format!("detour.intake.personal.v1|{tenant}|{case}").into_bytes(),
+        Owner::Traveler(t) => format!("detour.intake.traveler.v1|{tenant}|{t}").into_bytes(),
+    }
+}
+
+/// The row a sealed blob belongs to: a case's copy, or the itinerary registry's traveler.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner {
+    Case(CaseId),
+    Traveler(TravelerId),
+}
+
+/// What a lookup index is computed over.
+#[derive(Debug, Clone, Copy)]
+pub enum Handle {
+    Email,
+    Phone,
 }
 
 impl PersonalDataKeys {
@@ -155,7 +172,28 @@ impl PersonalDataKeys {
         Ok(RewrapReport { keys: keys.len(), rewrapped })
     }
 
+    /// A keyed index of a traveler's e-mail or phone (already normalised by validation), for
+    /// finding the traveler by it. Always under the tenant's first data key, so indexes stay
+    /// comparable when newer data keys seal new data.
+    pub async fn lookup_index(&self, handle: Handle, value: &str) -> Result<String, IntakeError> {
+        self.current().await?;
+        let key = self.key(&self.tenant, 1).await?;
+        let context: &[u8] = match handle {
+            Handle::Email => b"email",
+            Handle::Phone => b"phone",
+        };
+        Ok(detour_vault::blind_index(&key, context, value.as_bytes()))
+    }
+
     pub async fn seal(&self, case: CaseId, personal: &PersonalData) -> Result<SealedPersonal, IntakeError> {
+        self.seal_for(Owner::Case(case), personal).await
+    }
+
+    pub async fn open(&self, case: CaseId, sealed: &SealedPersonal) -> Result<PersonalData, IntakeError> {
+        self.open_for(Owner::Case(case), sealed).await
+    }
+
+    pub async fn seal_for(&self, owner: Owner, personal: &PersonalData) -> Result<SealedPersonal, IntakeError> {
         let (version, key) = self.current().await?;
         let mut plain = Plain {
             n: personal.full_name().to_owned(),
@@ -169,14 +207,14 @@ impl PersonalDataKeys {
         let mut json = json.map_err(|_| {
             IntakeError::Storage(detour_storage::decode::corrupt("personal data did not encode"))
         })?;
-        let sealed = detour_vault::seal(&key, &json, &seal_context(&self.tenant, case));
+        let sealed = detour_vault::seal(&key, &json, &seal_context(&self.tenant, owner));
         json.zeroize();
         Ok(SealedPersonal { tenant: self.tenant.clone(), key_version: version, ciphertext: sealed? })
     }
 
-    pub async fn open(&self, case: CaseId, sealed: &SealedPersonal) -> Result<PersonalData, IntakeError> {
+    pub async fn open_for(&self, owner: Owner, sealed: &SealedPersonal) -> Result<PersonalData, IntakeError> {
         let key = self.key(&sealed.tenant, sealed.key_version).await?;
-        let mut json = detour_vault::open(&key, &sealed.ciphertext, &seal_context(&sealed.tenant, case))?;
+        let mut json = detour_vault::open(&key, &sealed.ciphertext, &seal_context(&sealed.tenant, owner))?;
         let plain: Result<Plain, _> = serde_json::from_slice(&json);
         json.zeroize();
         let plain = plain.map_err(|_| {

@@ -2,8 +2,12 @@
 //! timeline from the events of the other services.
 
 pub mod consumer;
+pub mod contact;
+pub mod crisis;
 pub mod error;
+pub mod fanout;
 pub mod grpc;
+mod grpc_crisis;
 pub mod keys;
 pub mod model;
 pub mod repo;
@@ -15,6 +19,7 @@ use detour_proto::intake::v1::intake_service_server::IntakeServiceServer;
 use detour_server::module::{BuildContext, BuildError, ServiceModule, ServicePart, Wiring};
 use detour_storage::MigrationStep;
 use futures::future::BoxFuture;
+use tokio::sync::Notify;
 
 use crate::keys::PersonalDataKeys;
 
@@ -32,6 +37,12 @@ pub const MIGRATIONS: &[MigrationStep] = &[
         description: "sealed personal data and data keys",
         postgres: include_str!("../migrations/postgres/0101_personal_data.sql"),
         sqlite: include_str!("../migrations/sqlite/0101_personal_data.sql"),
+    },
+    MigrationStep {
+        version: 102,
+        description: "itinerary registry, incidents, notifications, merged contacts",
+        postgres: include_str!("../migrations/postgres/0102_itineraries.sql"),
+        sqlite: include_str!("../migrations/sqlite/0102_itineraries.sql"),
     },
 ];
 
@@ -52,16 +63,32 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
             .personal_data_keys()
             .map_err(|e| BuildError::Other { service: NAME, message: e.to_string() })?;
         let mut keys = None;
-        let part = ctx
+        let background = ctx.background.clone();
+        let wake_fanout = Arc::new(Notify::new());
+        let wake_dispatch = Arc::new(Notify::new());
+        let mut workers = None;
+        let mut part = ctx
             .build_service(&MODULE, |db, relay, audit| {
                 let repo = repo::for_db(db, Some(relay));
                 let personal = Arc::new(PersonalDataKeys::new(ring, settings.tenant.clone(), repo.clone()));
                 keys = Some(personal.clone());
+                workers = Some((repo.clone(), personal.clone()));
                 let updater = Arc::new(consumer::CaseViewUpdater::new(repo.clone()));
-                let api = grpc::IntakeApi::new(repo, personal, audit);
+                let api = grpc::IntakeApi::new(repo, personal, audit)
+                    .with_workers(wake_fanout.clone(), wake_dispatch.clone());
                 Wiring::grpc(IntakeServiceServer::new(api)).consume(consumer::GROUP, WATCHED, updater)
             })
             .await?;
+        if let Some((repo, personal)) = workers {
+            let fanout = fanout::FanoutWorker::new(
+                repo,
+                personal,
+                fanout::FanoutSettings::default(),
+                wake_fanout,
+                wake_dispatch.clone(),
+            );
+            part.tasks.push(fanout.spawn(background.clone()));
+        }
         // Data keys still wrapped by a KEK being rotated out move to the primary before serving,
         // so the old KEK can leave the configuration once every replica has restarted.
         if let Some(keys) = keys {

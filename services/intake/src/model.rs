@@ -1,8 +1,11 @@
 //! Intake's domain: the case as the traveler and the desk see it.
 
 use detour_domain::{
-    CaseCategory, CaseId, CaseStatus, Channel, Instant, RequestedOutcome, Segment, Severity, TravelerId,
+    CaseCategory, CaseId, CaseStatus, Channel, IncidentId, Instant, NotificationId, RequestedOutcome, Segment,
+    Severity, TravelerId,
 };
+
+use crate::crisis::NewNotification;
 use serde::{Deserialize, Serialize};
 
 /// What intake stores of a traveler: the id and language in the clear, the rest sealed (or gone).
@@ -72,6 +75,25 @@ pub struct NewCase {
     /// Identifies the request's content, so a reused idempotency key with another request is
     /// refused rather than silently answered with the wrong case.
     pub fingerprint: String,
+    /// Set when the case is opened for a reported disruption.
+    pub incident_id: Option<IncidentId>,
+    /// The language the traveler is answered in (preferred, else detected).
+    pub language: Option<String>,
+    /// Identifies the problem: the traveler's later contacts with the same key merge into this
+    /// case while it is open.
+    pub segment_key: Option<String>,
+    /// The acknowledgement to queue with the case (its `case_id` is the case's, or, when the
+    /// contact is merged, the open case's).
+    pub acknowledgement: Option<NewNotification>,
+}
+
+/// A later contact about an open case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interaction {
+    pub at: Instant,
+    pub channel: Channel,
+    pub description: String,
+    pub requested_outcomes: Vec<RequestedOutcome>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,13 +124,22 @@ pub struct Case {
     pub resolution: Option<String>,
     /// Oldest first; empty when read for a list.
     pub timeline: Vec<TimelineEntry>,
+    pub incident_id: Option<IncidentId>,
+    pub language: Option<String>,
+    /// The acknowledgement queued when the case was opened.
+    pub acknowledgement_id: Option<NotificationId>,
+    /// Oldest first; empty when read for a list.
+    pub interactions: Vec<Interaction>,
 }
 
 #[derive(Debug)]
 pub enum OpenOutcome {
     Created(Case),
-    /// The idempotency key was seen before: the original case.
-    Replayed(Case),
+    /// The idempotency key was seen before: the original case, and the acknowledgement sent
+    /// for that request.
+    Replayed(Case, Option<NotificationId>),
+    /// The traveler already had this problem open: the contact was added to that case.
+    Merged(Case, Option<NotificationId>),
 }
 
 #[derive(Debug, Clone, Default)]

@@ -7,12 +7,19 @@ use std::sync::Arc;
 use chrono::Duration;
 use detour_audit::{Audit, AuditFilter, AuditLog};
 use detour_domain::{
-    Actor, CaseCategory, CaseId, CaseStatus, Channel, SegmentKind, Severity, TravelerId, events, time,
+    Actor, CaseCategory, CaseId, CaseStatus, Channel, IncidentId, NotificationId, SegmentKind, Severity, TravelerId,
+    events, time,
 };
 use detour_intake::model::{
     Applied, CaseChange, CaseFilter, NewCase, OpenOutcome, Resolution, SealedPersonal, StoredDataKey,
     StoredPersonal, StoredTraveler, TimelineEntry, TriageFacts,
 };
+use detour_intake::crisis::{
+    DeliveryAttempt, DisruptionKind, DisruptionReport, FanoutBatch, FanoutCase, FanoutTarget, NewNotification,
+    NextStep, NotificationScope, NotificationStatus, Purpose, RegisteredTraveler, ReportOutcome, Scope, SendResult,
+    StoredTrip, TripSegment, Window,
+};
+use detour_intake::keys::Handle;
 use detour_intake::repo::{self, IntakeRepository};
 use detour_intake::{MIGRATIONS, NAME};
 use detour_proto::events::v1::{CaseResolved, Envelope, SurveySent, envelope::Event};
@@ -69,6 +76,10 @@ fn new_case(key: Option<&str>, at_offset_secs: i64, channel: Channel) -> NewCase
         first_response_due: received_at + Duration::hours(1),
         idempotency_key: key.map(str::to_owned),
         fingerprint: "f1".into(),
+        incident_id: None,
+        language: Some("zh".into()),
+        segment_key: None,
+        acknowledgement: None,
     }
 }
 
@@ -86,7 +97,7 @@ async fn open(f: &Fixture, case: NewCase) -> CaseId {
     let env = opened(&case);
     match f.repo.open_case(case, env, &agent()).await.unwrap() {
         OpenOutcome::Created(c) => c.id,
-        OpenOutcome::Replayed(_) => panic!("expected a new case"),
+        other => panic!("expected a new case: {other:?}"),
     }
 }
 
@@ -115,8 +126,8 @@ async fn idempotency_key_replays_and_refuses_another_request(f: Fixture) {
     let again = new_case(Some("k1"), 0, Channel::Phone);
     let env = opened(&again);
     match f.repo.open_case(again, env, &agent()).await.unwrap() {
-        OpenOutcome::Replayed(c) => assert_eq!(c.id, first),
-        OpenOutcome::Created(_) => panic!("a second case for one key"),
+        OpenOutcome::Replayed(c, _) => assert_eq!(c.id, first),
+        other => panic!("a second case for one key: {other:?}"),
     }
     let mut other = new_case(Some("k1"), 0, Channel::Phone);
     other.fingerprint = "f2".into();
@@ -323,4 +334,241 @@ detour_testkit::both_backends!(
     erasure_removes_sealed_data_and_free_text_and_keeps_the_case,
     data_keys_are_added_once_and_rewrapped_once,
     the_audit_log_refuses_updates_and_deletes,
+    a_second_contact_about_an_open_segment_is_merged_and_replays_as_merged,
+    trips_upsert_and_are_found_by_scope,
+    fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice,
+    notifications_are_claimed_once_retried_then_moved_to_the_next_channel,
 );
+
+fn ack(case: &NewCase, channels: Vec<Channel>) -> NewNotification {
+    NewNotification {
+        id: NotificationId::new(),
+        case_id: case.id,
+        incident_id: None,
+        traveler_id: case.traveler.id,
+        purpose: Purpose::Acknowledgement,
+        channels,
+        language: "en".into(),
+        at: case.received_at,
+    }
+}
+
+async fn a_second_contact_about_an_open_segment_is_merged_and_replays_as_merged(f: Fixture) {
+    let mut first = new_case(Some("m1"), 0, Channel::Phone);
+    first.segment_key = Some("flight|CA|CA981|2026-12-03".into());
+    first.acknowledgement = Some(ack(&first, vec![Channel::Sms]));
+    let id = open(&f, first.clone()).await;
+    let mut second = new_case(Some("m2"), 5, Channel::Email);
+    second.traveler = first.traveler.clone();
+    second.segment_key = first.segment_key.clone();
+    second.fingerprint = "f-email".into();
+    second.acknowledgement = Some(ack(&second, vec![Channel::Email]));
+    let env = opened(&second);
+    let merged_ack = match f.repo.open_case(second.clone(), env.clone(), &agent()).await.unwrap() {
+        OpenOutcome::Merged(c, ack) => {
+            assert_eq!(c.id, id);
+            assert_eq!(c.interactions.len(), 1);
+            assert_eq!(c.interactions[0].channel, Channel::Email);
+            ack.unwrap()
+        }
+        other => panic!("expected a merge: {other:?}"),
+    };
+    match f.repo.open_case(second, env, &agent()).await.unwrap() {
+        OpenOutcome::Replayed(c, ack) => {
+            assert_eq!(c.id, id);
+            assert_eq!(ack, Some(merged_ack));
+            assert_eq!(c.interactions.len(), 1, "a retry adds nothing");
+        }
+        other => panic!("expected a replay: {other:?}"),
+    }
+    // Both acknowledgements are queued on the one case; one event only.
+    let (notes, _) = f.repo.list_notifications(NotificationScope::Case(id), None, 10).await.unwrap();
+    assert_eq!(notes.len(), 2);
+    assert_eq!(outbox_count(&f.db).await, 1);
+    // Once resolved, the same segment opens a new case.
+    let env = opened(&first);
+    f.repo.resolve_case(id, Resolution { text: "rebooked".into(), at: time::now() }, env, &agent()).await.unwrap();
+    let mut third = new_case(None, 10, Channel::Chat);
+    third.traveler = first.traveler.clone();
+    third.segment_key = first.segment_key.clone();
+    assert_ne!(open(&f, third).await, id);
+}
+
+fn registered(n: u32) -> RegisteredTraveler {
+    RegisteredTraveler {
+        id: format!("00000000-0000-4000-8000-{n:012}").parse().unwrap(),
+        preferred_language: Some("en".into()),
+        contact_channels: vec![Channel::Sms, Channel::Email],
+        sealed: Some(SealedPersonal { tenant: "default".into(), key_version: 1, ciphertext: vec![n as u8] }),
+        email_index: Some(format!("email-{n}")),
+        phone_index: Some(format!("phone-{n}")),
+    }
+}
+
+fn flight_on(number: &str, starts_at: detour_domain::Instant) -> TripSegment {
+    TripSegment {
+        segment: detour_domain::Segment {
+            kind: SegmentKind::Flight,
+            supplier_code: number[..2].into(),
+            service_reference: number.into(),
+            origin: Some("PEK".into()),
+            destination: Some("JFK".into()),
+            starts_at,
+            ends_at: Some(starts_at + Duration::hours(13)),
+            booking_reference: String::new(),
+            price: None,
+        },
+        local_date: starts_at.date_naive(),
+    }
+}
+
+async fn store_trips(f: &Fixture, per_flight: u32) -> detour_domain::Instant {
+    let departs = time::from_micros(1_796_259_600_000_000).unwrap();
+    let trips: Vec<StoredTrip> = (0..per_flight)
+        .map(|n| StoredTrip {
+            booking_reference: format!("PNR{n:04}"),
+            travelers: vec![registered(n)],
+            segments: vec![flight_on("CA981", departs)],
+            at: departs,
+        })
+        .collect();
+    let created = f.repo.upsert_trips(&trips, &agent()).await.unwrap();
+    assert!(created.iter().all(|c| *c));
+    departs
+}
+
+async fn trips_upsert_and_are_found_by_scope(f: Fixture) {
+    let departs = store_trips(&f, 30).await;
+    let scope = Scope::Flight { flight_number: "CA981".into(), local_date: departs.date_naive() };
+    let (page, next) = f.repo.find_travelers(&scope, None, 20).await.unwrap();
+    assert_eq!(page.len(), 20);
+    let (rest, end) = f.repo.find_travelers(&scope, next, 20).await.unwrap();
+    assert_eq!((rest.len(), end), (10, None));
+    let window = Window { from: departs - Duration::hours(1), until: departs + Duration::hours(1) };
+    let airport = Scope::Airport { airport: "PEK".into(), window, departures_only: true };
+    assert_eq!(f.repo.find_travelers(&airport, None, 100).await.unwrap().0.len(), 30);
+    let elsewhere = Scope::Airport { airport: "SHA".into(), window, departures_only: false };
+    assert!(f.repo.find_travelers(&elsewhere, None, 100).await.unwrap().0.is_empty());
+    // Found by a handle's index, and by booking.
+    let found = f.repo.travelers_by_index(Handle::Phone, "phone-7").await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].contact_channels, vec![Channel::Sms, Channel::Email]);
+    assert_eq!(f.repo.travelers_of_booking("PNR0007").await.unwrap().len(), 1);
+    // A trip named twice in one call stores its last version, once.
+    let again = StoredTrip {
+        booking_reference: "PNR0001".into(),
+        travelers: vec![registered(1), registered(99)],
+        segments: vec![flight_on("CA983", departs)],
+        at: departs,
+    };
+    let created = f.repo.upsert_trips(&[again.clone(), again], &agent()).await.unwrap();
+    assert_eq!(created, [false, false]);
+    assert_eq!(f.repo.find_travelers(&scope, None, 100).await.unwrap().0.len(), 29);
+}
+
+fn report(departs: detour_domain::Instant, reason: &str) -> DisruptionReport {
+    DisruptionReport {
+        kind: DisruptionKind::FlightCancelled,
+        scope: Scope::Flight { flight_number: "CA981".into(), local_date: departs.date_naive() },
+        reason: reason.into(),
+        delay_minutes: 0,
+        diverted_to: None,
+        at: departs,
+    }
+}
+
+fn fanout_case(incident: IncidentId, t: &FanoutTarget) -> FanoutCase {
+    let mut case = new_case(None, 0, Channel::Proactive);
+    case.traveler.id = t.traveler.id;
+    case.segment_key = Some(format!("seg-{}", t.traveler.id));
+    case.incident_id = Some(incident);
+    let notification = NewNotification { incident_id: Some(incident), purpose: Purpose::Disruption, ..ack(&case, vec![Channel::Sms]) };
+    let opened = opened(&case);
+    FanoutCase { case, opened, notification }
+}
+
+async fn fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice(f: Fixture) {
+    let departs = store_trips(&f, 12).await;
+    let (incident, outcome) = f.repo.report_disruption(&report(departs, "snow"), &agent()).await.unwrap();
+    assert_eq!(outcome, ReportOutcome::Created);
+    let (again, outcome) = f.repo.report_disruption(&report(departs, "snow"), &agent()).await.unwrap();
+    assert_eq!((again.id, outcome), (incident.id, ReportOutcome::Unchanged));
+    let now = time::now();
+    let (claimed, cursor) = f.repo.claim_fanout(now, now + Duration::seconds(30)).await.unwrap().unwrap();
+    assert_eq!((claimed.id, cursor), (incident.id, None));
+    assert!(f.repo.claim_fanout(now, now + Duration::seconds(30)).await.unwrap().is_none(), "leased");
+    let targets = f.repo.fanout_targets(incident.id, None, 100).await.unwrap();
+    assert_eq!(targets.len(), 12);
+    let batch = FanoutBatch {
+        revision: 1,
+        new_cases: targets.iter().map(|t| fanout_case(incident.id, t)).collect(),
+        updates: vec![],
+        cursor: targets.last().unwrap().traveler.id,
+    };
+    assert_eq!(f.repo.write_fanout(incident.id, batch.clone(), now, &agent()).await.unwrap(), 12);
+    // The same batch again (a replica that lost its lease), with fresh case ids: nothing new.
+    let mut replay = batch.clone();
+    for c in &mut replay.new_cases {
+        c.case.id = CaseId::new();
+    }
+    assert_eq!(f.repo.write_fanout(incident.id, replay, now, &agent()).await.unwrap(), 0);
+    f.repo.finish_fanout(incident.id, 1, now).await.unwrap();
+    let (done, counts) = f.repo.incident(incident.id).await.unwrap().unwrap();
+    assert!(done.fanout_done());
+    assert_eq!((counts.affected_travelers, counts.cases_opened, counts.queued), (12, 12, 12));
+    assert_eq!(outbox_count(&f.db).await, 12);
+    // A changed report is a new revision the worker picks up again.
+    let (updated, outcome) = f.repo.report_disruption(&report(departs, "runway closed"), &agent()).await.unwrap();
+    assert_eq!((outcome, updated.revision), (ReportOutcome::Updated, 2));
+    let (claimed, _) = f.repo.claim_fanout(now, now).await.unwrap().unwrap();
+    assert_eq!(claimed.revision, 2);
+    let targets = f.repo.fanout_targets(incident.id, None, 100).await.unwrap();
+    assert!(targets.iter().all(|t| t.existing.is_some_and(|(_, told)| told == 1)));
+}
+
+async fn notifications_are_claimed_once_retried_then_moved_to_the_next_channel(f: Fixture) {
+    let mut case = new_case(None, 0, Channel::Phone);
+    case.acknowledgement = Some(ack(&case, vec![Channel::Sms, Channel::Email]));
+    let note = case.acknowledgement.as_ref().unwrap().id;
+    let queued_at = case.received_at;
+    let case_id = open(&f, case).await;
+    assert!(f.repo.claim_notifications(queued_at - Duration::seconds(1), queued_at, 10).await.unwrap().is_empty());
+    let now = queued_at + Duration::seconds(1);
+    let lease = now + Duration::seconds(60);
+    let due = f.repo.claim_notifications(now, lease, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].notification.channel(), Some(Channel::Sms));
+    assert!(due[0].case_number.starts_with("DT-"));
+    assert!(f.repo.claim_notifications(now, lease, 10).await.unwrap().is_empty(), "leased to the first");
+    let attempt = |channel, accepted| DeliveryAttempt { at: now, channel, accepted, detail: "provider said no".into() };
+    let retry_at = now + Duration::seconds(5);
+    f.repo
+        .record_sends(&[SendResult { id: note, attempt: attempt(Channel::Sms, false), next: NextStep::Retry { at: retry_at } }], now)
+        .await
+        .unwrap();
+    assert!(f.repo.claim_notifications(now, lease, 10).await.unwrap().is_empty(), "not due before the retry");
+    let due = f.repo.claim_notifications(retry_at, lease, 10).await.unwrap();
+    assert_eq!(due[0].notification.attempts_on_channel, 1);
+    f.repo
+        .record_sends(&[SendResult { id: note, attempt: attempt(Channel::Sms, false), next: NextStep::NextChannel }], now)
+        .await
+        .unwrap();
+    let due = f.repo.claim_notifications(retry_at, lease, 10).await.unwrap();
+    assert_eq!(due[0].notification.channel(), Some(Channel::Email));
+    f.repo
+        .record_sends(&[SendResult { id: note, attempt: attempt(Channel::Email, true), next: NextStep::Delivered }], now)
+        .await
+        .unwrap();
+    assert!(f.repo.claim_notifications(retry_at + Duration::hours(1), lease, 10).await.unwrap().is_empty());
+    let (notes, _) = f.repo.list_notifications(NotificationScope::Case(case_id), None, 10).await.unwrap();
+    assert_eq!(notes[0].status, NotificationStatus::Delivered);
+    assert_eq!(notes[0].attempts.iter().map(|a| (a.channel, a.accepted)).collect::<Vec<_>>(), [
+        (Channel::Sms, false),
+        (Channel::Sms, false),
+        (Channel::Email, true)
+    ]);
+    let acked = f.repo.acknowledge_notification(note, now, &agent()).await.unwrap();
+    assert_eq!(acked.status, NotificationStatus::Acknowledged);
+    let err = f.repo.acknowledge_notification(NotificationId::new(), now, &agent()).await.unwrap_err();
+    assert!(matches!(err, detour_intake::error::IntakeError::NotificationNotFound(_)));
+}

@@ -2,26 +2,46 @@
 //! same SQL (both backends accept `$n` parameters and `RETURNING`), and one contract test suite
 //! run against both (`tests/repository.rs`).
 
+#[macro_use]
+mod crisis_sql;
+pub mod crisis;
+
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 use detour_audit::{Audit, AuditWrite, Outcome, Target};
-use detour_domain::{CaseId, CaseStatus, Instant, TravelerId, time};
+use detour_domain::{CaseId, CaseStatus, IncidentId, Instant, NotificationId, TravelerId, time};
 use detour_proto::events::v1::Envelope;
 use detour_proto::events::v1::envelope::Event;
 use detour_storage::decode::{self, instant, optional_instant, parse};
 use detour_storage::keyset::{self, Keyset};
 
+pub use crisis::CrisisRepository;
+
+use crate::crisis::{
+    Affected, AffectedCursor, DeliveryAttempt, DisruptionKind, DisruptionReport, DueNotification, FanoutBatch,
+    FanoutCase, FanoutTarget, Incident, IncidentCounts, NewNotification, NextStep, Notification,
+    NotificationCursor, NotificationScope, NotificationStatus, Purpose, RegisteredTraveler, ReportOutcome, Scope,
+    SendResult, StoredTrip, normalise_reference,
+};
 use crate::error::IntakeError;
+use crate::keys::Handle;
 use crate::model::{
-    Applied, Case, CaseChange, CaseFilter, Cursor, NewCase, OpenOutcome, Resolution, SealedPersonal,
+    Applied, Case, CaseChange, CaseFilter, Cursor, Interaction, NewCase, OpenOutcome, Resolution, SealedPersonal,
     StoredDataKey, StoredPersonal, StoredTraveler, TimelineEntry, TravelerRef,
 };
 
+/// Notifications are listed oldest first.
+const NOTIFICATION_PAGE: Keyset = Keyset::ascending("created_at", "notification_id");
+
 /// Everything intake stores. Each method is one transaction; events it emits are written to
-/// the outbox inside that transaction.
+/// the outbox inside that transaction. The itinerary registry, incidents and notifications are
+/// declared in [`CrisisRepository`], part of the same interface.
 #[async_trait]
-pub trait IntakeRepository: Send + Sync + 'static {
-    /// Stores the case with its `CaseOpened` event, or answers the original case when the
-    /// idempotency key was seen before.
+pub trait IntakeRepository: CrisisRepository + Send + Sync + 'static {
+    /// Stores the case with its `CaseOpened` event and its acknowledgement; or adds the contact
+    /// to the traveler's open case about the same segment; or answers the original outcome when
+    /// the idempotency key was seen before.
     async fn open_case(
         &self,
         new: NewCase,
@@ -104,6 +124,8 @@ pub(crate) fn case_number(n: i64) -> String {
 /// once, so the two implementations cannot drift apart.
 macro_rules! sql_repository {
     ($name:ident, $db:ty, $pool:ty, $row:ty, $enqueue:path, $mark_processed:path, $begin:literal) => {
+        crisis_sql_repository!($name, $db, $row, $begin);
+
         impl $name {
             fn case_from_row(row: &$row) -> Result<Case, IntakeError> {
                 use sqlx::Row;
@@ -144,6 +166,10 @@ macro_rules! sql_repository {
                     resolved_at: optional_instant(row.try_get("resolved_at")?)?,
                     resolution: row.try_get("resolution")?,
                     timeline: Vec::new(),
+                    incident_id: decode::optional(row.try_get("incident_id")?)?,
+                    language: row.try_get("language")?,
+                    acknowledgement_id: decode::optional(row.try_get("acknowledgement_id")?)?,
+                    interactions: Vec::new(),
                 })
             }
 
@@ -185,6 +211,21 @@ macro_rules! sql_repository {
                             summary: r.try_get("summary")?,
                         });
                     }
+                    let rows = sqlx::query(
+                        "SELECT at, channel, description, requested_outcomes FROM case_interactions \
+                         WHERE case_id = $1 ORDER BY at, seq",
+                    )
+                    .bind(id.to_string())
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    for r in rows {
+                        case.interactions.push(Interaction {
+                            at: instant(r.try_get("at")?)?,
+                            channel: parse(&r.try_get::<String, _>("channel")?)?,
+                            description: r.try_get("description")?,
+                            requested_outcomes: decode::json(&r.try_get::<String, _>("requested_outcomes")?)?,
+                        });
+                    }
                 }
                 Ok(Some(case))
             }
@@ -205,13 +246,30 @@ macro_rules! sql_repository {
                 Ok(())
             }
 
-            async fn replay(&self, key: &str, fingerprint: &str) -> Result<Option<Case>, IntakeError> {
+            /// The answer given to an earlier request with this key: the case it opened or was
+            /// merged into, with its acknowledgement.
+            async fn replay(
+                &self,
+                key: &str,
+                fingerprint: &str,
+            ) -> Result<Option<(Case, Option<NotificationId>)>, IntakeError> {
                 use sqlx::Row;
                 let mut conn = self.pool.acquire().await?;
-                let row = sqlx::query("SELECT case_id, request_fingerprint FROM cases WHERE idempotency_key = $1")
+                let mut row = sqlx::query(
+                    "SELECT case_id, request_fingerprint, acknowledgement_id FROM cases WHERE idempotency_key = $1",
+                )
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if row.is_none() {
+                    row = sqlx::query(
+                        "SELECT case_id, request_fingerprint, acknowledgement_id FROM case_interactions \
+                         WHERE idempotency_key = $1",
+                    )
                     .bind(key)
                     .fetch_optional(&mut *conn)
                     .await?;
+                }
                 let Some(row) = row else { return Ok(None) };
                 let stored: Option<String> = row.try_get("request_fingerprint")?;
                 if stored.as_deref() != Some(fingerprint) {
@@ -220,13 +278,125 @@ macro_rules! sql_repository {
                     return Err(IntakeError::IdempotencyKeyReused(v));
                 }
                 let id: CaseId = parse(&row.try_get::<String, _>("case_id")?)?;
-                Self::load_case(&mut conn, id, true).await
+                let ack = decode::optional(row.try_get("acknowledgement_id")?)?;
+                Ok(Self::load_case(&mut conn, id, true).await?.map(|c| (c, ack)))
             }
-
             async fn audit_replay(&self, case: &Case, audit: &Audit) -> Result<(), IntakeError> {
                 let record = audit.record(Some(case.id), vec![Target::new("traveler", case.traveler.id)], Outcome::Replayed);
                 self.pool.acquire().await?.append_audit(&record).await?;
                 Ok(())
+            }
+
+            async fn try_open(&self, new: &NewCase, opened: &Envelope, audit: &Audit) -> Result<OpenOutcome, IntakeError> {
+                use sqlx::Row;
+                let StoredPersonal::Sealed(sealed) = &new.traveler.personal else {
+                    return Err(decode::corrupt("a new case must carry sealed personal data").into());
+                };
+                let mut tx = self.pool.begin_with($begin).await?;
+                let open = match &new.segment_key {
+                    Some(key) => sqlx::query("SELECT case_id FROM cases WHERE traveler_id = $1 AND open_segment_key = $2")
+                        .bind(new.traveler.id.to_string())
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.try_get::<String, _>("case_id"))
+                        .transpose()?,
+                    None => None,
+                };
+                if let Some(open) = open {
+                    let id: CaseId = parse(&open)?;
+                    let ack = new.acknowledgement.as_ref().map(|a| a.id);
+                    sqlx::query(
+                        "INSERT INTO case_interactions (case_id, at, channel, description, requested_outcomes, \
+                         idempotency_key, request_fingerprint, acknowledgement_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(id.to_string())
+                    .bind(time::to_micros(new.received_at))
+                    .bind(new.channel.as_str())
+                    .bind(&new.description)
+                    .bind(decode::to_json(&new.requested_outcomes)?)
+                    .bind(new.idempotency_key.as_deref())
+                    .bind(&new.fingerprint)
+                    .bind(ack.map(|a| a.to_string()))
+                    .execute(&mut *tx)
+                    .await?;
+                    let entry = TimelineEntry {
+                        at: new.received_at,
+                        kind: "case.contact".into(),
+                        actor: "intake".into(),
+                        summary: format!("The traveler got in touch again by {}", new.channel),
+                    };
+                    Self::add_timeline(&mut tx, id, &entry).await?;
+                    if let Some(ack) = &new.acknowledgement {
+                        let mut ack = ack.clone();
+                        ack.case_id = id;
+                        Self::insert_notifications(&mut tx, std::slice::from_ref(&ack)).await?;
+                    }
+                    let record = audit.record(Some(id), vec![Target::new("traveler", new.traveler.id)], Outcome::Ok);
+                    tx.append_audit(&record).await?;
+                    let case = Self::load_case(&mut tx, id, true).await?.ok_or(IntakeError::CaseNotFound(id))?;
+                    tx.commit().await?;
+                    return Ok(OpenOutcome::Merged(case, ack));
+                }
+                let traveler = TravelerRef {
+                    id: new.traveler.id,
+                    preferred_language: new.traveler.preferred_language.clone(),
+                };
+                let number: i64 = sqlx::query("INSERT INTO case_numbers (case_id) VALUES ($1) RETURNING number")
+                    .bind(new.id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("number")?;
+                sqlx::query(
+                    "INSERT INTO cases (case_id, case_number, status, traveler, segment, channel, description, \
+                     requested_outcomes, opened_at, first_response_due, idempotency_key, request_fingerprint, \
+                     tenant, traveler_id, personal_data, data_key_version, incident_id, language, acknowledgement_id, \
+                     open_segment_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                )
+                .bind(new.id.to_string())
+                .bind(case_number(number))
+                .bind(CaseStatus::Open.as_str())
+                .bind(decode::to_json(&traveler)?)
+                .bind(decode::to_json(&new.segment)?)
+                .bind(new.channel.as_str())
+                .bind(&new.description)
+                .bind(decode::to_json(&new.requested_outcomes)?)
+                .bind(time::to_micros(new.received_at))
+                .bind(time::to_micros(new.first_response_due))
+                .bind(new.idempotency_key.as_deref())
+                .bind(&new.fingerprint)
+                .bind(&sealed.tenant)
+                .bind(new.traveler.id.to_string())
+                .bind(&sealed.ciphertext)
+                .bind(sealed.key_version)
+                .bind(new.incident_id.map(|i| i.to_string()))
+                .bind(new.language.as_deref())
+                .bind(new.acknowledgement.as_ref().map(|a| a.id.to_string()))
+                .bind(new.segment_key.as_deref())
+                .execute(&mut *tx)
+                .await?;
+                let entry = TimelineEntry {
+                    at: new.received_at,
+                    kind: "case.opened".into(),
+                    actor: "intake".into(),
+                    summary: format!("Case {} opened from {}", case_number(number), new.channel),
+                };
+                Self::add_timeline(&mut tx, new.id, &entry).await?;
+                let mut opened = opened.clone();
+                if let Some(Event::CaseOpened(e)) = opened.event.as_mut() {
+                    e.case_number = case_number(number);
+                }
+                $enqueue(&mut tx, detour_domain::events::streams::INTAKE, &opened).await?;
+                if let Some(ack) = &new.acknowledgement {
+                    Self::insert_notifications(&mut tx, std::slice::from_ref(ack)).await?;
+                }
+                let record = audit.record(Some(new.id), vec![Target::new("traveler", new.traveler.id)], Outcome::Ok);
+                tx.append_audit(&record).await?;
+                let case = Self::load_case(&mut tx, new.id, true).await?.ok_or(IntakeError::CaseNotFound(new.id))?;
+                tx.commit().await?;
+                self.committed();
+                Ok(OpenOutcome::Created(case))
             }
 
             /// Marks the case resolved inside `conn`'s transaction; false when it already was.
@@ -236,7 +406,8 @@ macro_rules! sql_repository {
                 resolution: &Resolution,
             ) -> Result<bool, IntakeError> {
                 let done = sqlx::query(
-                    "UPDATE cases SET status = $1, resolved_at = $2, resolution = $3 WHERE case_id = $4 AND status <> $1",
+                    "UPDATE cases SET status = $1, resolved_at = $2, resolution = $3, open_segment_key = NULL \
+                     WHERE case_id = $4 AND status <> $1",
                 )
                 .bind(CaseStatus::Resolved.as_str())
                 .bind(time::to_micros(resolution.at))
@@ -261,82 +432,23 @@ macro_rules! sql_repository {
         #[async_trait]
         impl IntakeRepository for $name {
             async fn open_case(&self, new: NewCase, opened: Envelope, audit: &Audit) -> Result<OpenOutcome, IntakeError> {
-                use sqlx::Row;
-                if let Some(key) = &new.idempotency_key {
-                    if let Some(case) = self.replay(key, &new.fingerprint).await? {
-                        self.audit_replay(&case, audit).await?;
-                        return Ok(OpenOutcome::Replayed(case));
-                    }
-                }
-                let StoredPersonal::Sealed(sealed) = &new.traveler.personal else {
-                    return Err(decode::corrupt("a new case must carry sealed personal data").into());
-                };
-                let traveler = TravelerRef {
-                    id: new.traveler.id,
-                    preferred_language: new.traveler.preferred_language.clone(),
-                };
-                let mut tx = self.pool.begin_with($begin).await?;
-                let number: i64 = sqlx::query("INSERT INTO case_numbers (case_id) VALUES ($1) RETURNING number")
-                    .bind(new.id.to_string())
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("number")?;
-                let inserted = sqlx::query(
-                    "INSERT INTO cases (case_id, case_number, status, traveler, segment, channel, description, \
-                     requested_outcomes, opened_at, first_response_due, idempotency_key, request_fingerprint, \
-                     tenant, traveler_id, personal_data, data_key_version) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-                )
-                .bind(new.id.to_string())
-                .bind(case_number(number))
-                .bind(CaseStatus::Open.as_str())
-                .bind(decode::to_json(&traveler)?)
-                .bind(decode::to_json(&new.segment)?)
-                .bind(new.channel.as_str())
-                .bind(&new.description)
-                .bind(decode::to_json(&new.requested_outcomes)?)
-                .bind(time::to_micros(new.received_at))
-                .bind(time::to_micros(new.first_response_due))
-                .bind(new.idempotency_key.as_deref())
-                .bind(&new.fingerprint)
-                .bind(&sealed.tenant)
-                .bind(new.traveler.id.to_string())
-                .bind(&sealed.ciphertext)
-                .bind(sealed.key_version)
-                .execute(&mut *tx)
-                .await;
-                if let Err(e) = inserted {
-                    let err = detour_storage::StorageError::from(e);
-                    // Two requests with one key raced; the loser answers with the winner's case.
-                    if let (true, Some(key)) = (err.is_unique_violation(), &new.idempotency_key) {
-                        drop(tx);
-                        if let Some(case) = self.replay(key, &new.fingerprint).await? {
+                // A request racing another with the same key, or the same traveler's contact about
+                // the same segment, loses on a unique index and goes round again: then it is a
+                // replay or a merge.
+                for _ in 0..3 {
+                    if let Some(key) = &new.idempotency_key {
+                        if let Some((case, ack)) = self.replay(key, &new.fingerprint).await? {
                             self.audit_replay(&case, audit).await?;
-                            return Ok(OpenOutcome::Replayed(case));
+                            return Ok(OpenOutcome::Replayed(case, ack));
                         }
                     }
-                    return Err(err.into());
+                    match self.try_open(&new, &opened, audit).await {
+                        Err(IntakeError::Storage(e)) if e.is_unique_violation() => continue,
+                        other => return other,
+                    }
                 }
-                let entry = TimelineEntry {
-                    at: new.received_at,
-                    kind: "case.opened".into(),
-                    actor: "intake".into(),
-                    summary: format!("Case {} opened from {}", case_number(number), new.channel),
-                };
-                Self::add_timeline(&mut tx, new.id, &entry).await?;
-                let mut opened = opened;
-                if let Some(Event::CaseOpened(e)) = opened.event.as_mut() {
-                    e.case_number = case_number(number);
-                }
-                $enqueue(&mut tx, detour_domain::events::streams::INTAKE, &opened).await?;
-                let record = audit.record(Some(new.id), vec![Target::new("traveler", new.traveler.id)], Outcome::Ok);
-                tx.append_audit(&record).await?;
-                let case = Self::load_case(&mut tx, new.id, true).await?.ok_or(IntakeError::CaseNotFound(new.id))?;
-                tx.commit().await?;
-                self.committed();
-                Ok(OpenOutcome::Created(case))
+                Err(detour_storage::StorageError::Corrupt("a contact kept racing another".into()).into())
             }
-
             async fn get_case(&self, id: CaseId) -> Result<Option<Case>, IntakeError> {
                 let mut conn = self.pool.acquire().await?;
                 Self::load_case(&mut conn, id, true).await
@@ -504,11 +616,26 @@ macro_rules! sql_repository {
                         summary: "The traveler's personal data was erased on request".into(),
                     };
                     Self::add_timeline(&mut tx, id, &entry).await?;
+                    sqlx::query(
+                        "UPDATE case_interactions SET description = '', request_fingerprint = NULL WHERE case_id = $1",
+                    )
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
                     // The published CaseOpened copies carry the traveler's own words.
                     detour_events::outbox::ForgetPublished::forget_published(&mut *tx, &id.to_string()).await?;
                     tx.append_audit(&audit.record(Some(id), vec![Target::new("traveler", traveler)], Outcome::Ok)).await?;
                     erased.push(id);
                 }
+                // The itinerary registry's copy goes too; the bookings stay, anonymised.
+                sqlx::query(
+                    "UPDATE travelers SET personal_data = NULL, data_key_version = NULL, email_index = NULL, \
+                     phone_index = NULL, personal_data_erased_at = $1 WHERE traveler_id = $2 AND personal_data IS NOT NULL",
+                )
+                .bind(time::to_micros(at))
+                .bind(traveler.to_string())
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 Ok(erased)
             }

@@ -1,0 +1,475 @@
+//! Intake's crisis domain: the itinerary registry, disruptions and their incidents, and the
+//! notifications that tell travelers what happens next.
+
+use chrono::NaiveDate;
+use detour_domain::{
+    CaseId, Channel, IncidentId, Instant, NotificationId, Segment, TravelerId, time,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::model::SealedPersonal;
+
+/// The registry's traveler as stored: id and preferences in the clear, the rest sealed, with
+/// keyed indexes of e-mail and phone for finding them by a contact's handle.
+#[derive(Debug, Clone)]
+pub struct RegisteredTraveler {
+    pub id: TravelerId,
+    pub preferred_language: Option<String>,
+    /// Most preferred first; only channels a message can be sent on.
+    pub contact_channels: Vec<Channel>,
+    /// `None` once the traveler's personal data was erased.
+    pub sealed: Option<SealedPersonal>,
+    pub email_index: Option<String>,
+    pub phone_index: Option<String>,
+}
+
+/// A segment of a trip with the date it is known by where it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TripSegment {
+    pub segment: Segment,
+    pub local_date: NaiveDate,
+}
+
+/// One booking, validated and sealed, ready to store.
+#[derive(Debug, Clone)]
+pub struct StoredTrip {
+    pub booking_reference: String,
+    pub travelers: Vec<RegisteredTraveler>,
+    pub segments: Vec<TripSegment>,
+    pub at: Instant,
+}
+
+/// A half-open window `[from, until)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub from: Instant,
+    pub until: Instant,
+}
+
+/// Which segments a disruption or a search covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Scope {
+    Flight { flight_number: String, local_date: NaiveDate },
+    Airport { airport: String, window: Window, departures_only: bool },
+    Property { property_code: String, window: Window },
+    Operator { operator_code: String, window: Window },
+    Area { locations: Vec<String>, window: Window },
+}
+
+impl Scope {
+    /// Identifies the disruption: the same scope reported again is the same incident, whatever
+    /// its kind (a delay that becomes a cancellation is one incident).
+    pub fn key(&self) -> String {
+        let w = |w: &Window| format!("{}|{}", time::to_micros(w.from), time::to_micros(w.until));
+        match self {
+            Self::Flight { flight_number, local_date } => format!("flight|{flight_number}|{local_date}"),
+            Self::Airport { airport, window, departures_only } => {
+                format!("airport|{airport}|{}|{}", w(window), if *departures_only { "dep" } else { "all" })
+            }
+            Self::Property { property_code, window } => format!("property|{property_code}|{}", w(window)),
+            Self::Operator { operator_code, window } => format!("operator|{operator_code}|{}", w(window)),
+            Self::Area { locations, window } => format!("area|{}|{}", locations.join(","), w(window)),
+        }
+    }
+
+    /// What travelers are told the disruption is about: "flight CA981 on 2026-12-03", "PEK".
+    pub fn subject(&self) -> String {
+        match self {
+            Self::Flight { flight_number, local_date } => format!("flight {flight_number} on {local_date}"),
+            Self::Airport { airport, .. } => airport.clone(),
+            Self::Property { property_code, .. } => property_code.clone(),
+            Self::Operator { operator_code, .. } => operator_code.clone(),
+            Self::Area { locations, .. } => locations.join(", "),
+        }
+    }
+}
+
+/// Normalises a flight number or service reference for matching: upper case, no spaces.
+pub fn normalise_reference(raw: &str) -> String {
+    raw.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_uppercase).collect()
+}
+
+/// One traveler on one segment a scope covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Affected {
+    pub traveler_id: TravelerId,
+    pub booking_reference: String,
+    pub position: i32,
+    pub segment: Segment,
+    pub local_date: NaiveDate,
+}
+
+/// Position after the last traveler of a search page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AffectedCursor {
+    pub traveler_id: TravelerId,
+    pub booking_reference: String,
+    pub position: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisruptionKind {
+    FlightCancelled,
+    FlightDelayed,
+    FlightDiverted,
+    AirportClosed,
+    HotelClosed,
+    OperatorFailure,
+    Weather,
+    Security,
+}
+
+impl DisruptionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FlightCancelled => "flight_cancelled",
+            Self::FlightDelayed => "flight_delayed",
+            Self::FlightDiverted => "flight_diverted",
+            Self::AirportClosed => "airport_closed",
+            Self::HotelClosed => "hotel_closed",
+            Self::OperatorFailure => "operator_failure",
+            Self::Weather => "weather",
+            Self::Security => "security",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::FlightCancelled,
+            Self::FlightDelayed,
+            Self::FlightDiverted,
+            Self::AirportClosed,
+            Self::HotelClosed,
+            Self::OperatorFailure,
+            Self::Weather,
+            Self::Security,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    pub fn from_proto(raw: i32) -> Option<Self> {
+        use detour_proto::intake::v1::DisruptionKind as P;
+        Some(match P::try_from(raw).ok()? {
+            P::Unspecified => return None,
+            P::FlightCancelled => Self::FlightCancelled,
+            P::FlightDelayed => Self::FlightDelayed,
+            P::FlightDiverted => Self::FlightDiverted,
+            P::AirportClosed => Self::AirportClosed,
+            P::HotelClosed => Self::HotelClosed,
+            P::OperatorFailure => Self::OperatorFailure,
+            P::Weather => Self::Weather,
+            P::Security => Self::Security,
+        })
+    }
+
+    pub fn to_proto(self) -> i32 {
+        use detour_proto::intake::v1::DisruptionKind as P;
+        (match self {
+            Self::FlightCancelled => P::FlightCancelled,
+            Self::FlightDelayed => P::FlightDelayed,
+            Self::FlightDiverted => P::FlightDiverted,
+            Self::AirportClosed => P::AirportClosed,
+            Self::HotelClosed => P::HotelClosed,
+            Self::OperatorFailure => P::OperatorFailure,
+            Self::Weather => P::Weather,
+            Self::Security => P::Security,
+        }) as i32
+    }
+
+    /// Whether a disruption of this kind can cover `scope`.
+    pub fn fits(self, scope: &Scope) -> bool {
+        match self {
+            Self::FlightCancelled | Self::FlightDelayed | Self::FlightDiverted => {
+                matches!(scope, Scope::Flight { .. })
+            }
+            Self::AirportClosed => matches!(scope, Scope::Airport { .. }),
+            Self::HotelClosed => matches!(scope, Scope::Property { .. }),
+            Self::OperatorFailure => matches!(scope, Scope::Operator { .. }),
+            Self::Weather | Self::Security => matches!(scope, Scope::Area { .. } | Scope::Airport { .. }),
+        }
+    }
+
+    /// The word notification templates use for it.
+    pub fn short(self) -> &'static str {
+        match self {
+            Self::FlightCancelled => "cancelled",
+            Self::FlightDelayed => "delayed",
+            Self::FlightDiverted => "diverted",
+            Self::AirportClosed => "airport_closed",
+            Self::HotelClosed => "hotel_closed",
+            Self::OperatorFailure => "operator_failure",
+            Self::Weather => "weather",
+            Self::Security => "security",
+        }
+    }
+}
+
+/// A validated `ReportDisruption`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisruptionReport {
+    pub kind: DisruptionKind,
+    pub scope: Scope,
+    pub reason: String,
+    pub delay_minutes: i32,
+    pub diverted_to: Option<String>,
+    pub at: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub kind: DisruptionKind,
+    pub scope: Scope,
+    pub reason: String,
+    pub delay_minutes: i32,
+    pub diverted_to: Option<String>,
+    pub declared_at: Instant,
+    pub updated_at: Instant,
+    /// Bumped by every report that changes what travelers must be told.
+    pub revision: i32,
+    /// The revision every affected traveler has been told about.
+    pub fanout_revision: i32,
+    pub fanout_done_at: Option<Instant>,
+}
+
+impl Incident {
+    pub fn fanout_done(&self) -> bool {
+        self.fanout_revision >= self.revision
+    }
+}
+
+/// Counts for `GetIncident`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncidentCounts {
+    pub affected_travelers: i64,
+    pub cases_opened: i64,
+    pub queued: i64,
+    pub delivered: i64,
+    pub acknowledged: i64,
+    pub undeliverable: i64,
+    pub last_delivered_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    Created,
+    /// Reported before and changed now: travelers are told again.
+    Updated,
+    /// Reported before, nothing new.
+    Unchanged,
+}
+
+/// One traveler the fan-out must reach: a new case to open, or an existing one to update.
+#[derive(Debug, Clone)]
+pub struct FanoutTarget {
+    pub traveler: RegisteredTraveler,
+    pub segment: Segment,
+    pub local_date: NaiveDate,
+    /// The case already opened for this incident, and the revision it was told about.
+    pub existing: Option<(CaseId, i32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Acknowledgement,
+    Disruption,
+    DisruptionUpdate,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acknowledgement => "acknowledgement",
+            Self::Disruption => "disruption",
+            Self::DisruptionUpdate => "disruption_update",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Acknowledgement, Self::Disruption, Self::DisruptionUpdate].into_iter().find(|p| p.as_str() == s)
+    }
+
+    pub fn to_proto(self) -> i32 {
+        use detour_proto::intake::v1::NotificationPurpose as P;
+        (match self {
+            Self::Acknowledgement => P::Acknowledgement,
+            Self::Disruption => P::Disruption,
+            Self::DisruptionUpdate => P::DisruptionUpdate,
+        }) as i32
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationStatus {
+    Pending,
+    Delivered,
+    Acknowledged,
+    Undeliverable,
+}
+
+impl NotificationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Acknowledged => "acknowledged",
+            Self::Undeliverable => "undeliverable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::Acknowledged, Self::Undeliverable]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+
+    pub fn to_proto(self) -> i32 {
+        use detour_proto::intake::v1::NotificationStatus as P;
+        (match self {
+            Self::Pending => P::Pending,
+            Self::Delivered => P::Delivered,
+            Self::Acknowledged => P::Acknowledged,
+            Self::Undeliverable => P::Undeliverable,
+        }) as i32
+    }
+}
+
+/// A notification to queue, in the transaction of the change it tells about.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub id: NotificationId,
+    pub case_id: CaseId,
+    pub incident_id: Option<IncidentId>,
+    pub traveler_id: TravelerId,
+    pub purpose: Purpose,
+    /// The channels to try, in order; never empty.
+    pub channels: Vec<Channel>,
+    pub language: String,
+    pub at: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    pub at: Instant,
+    pub channel: Channel,
+    pub accepted: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub id: NotificationId,
+    pub case_id: CaseId,
+    pub incident_id: Option<IncidentId>,
+    pub traveler_id: TravelerId,
+    pub purpose: Purpose,
+    pub status: NotificationStatus,
+    pub channels: Vec<Channel>,
+    pub channel_index: usize,
+    pub attempts_on_channel: i32,
+    pub language: String,
+    pub created_at: Instant,
+    pub delivered_at: Option<Instant>,
+    pub acknowledged_at: Option<Instant>,
+    pub attempts: Vec<DeliveryAttempt>,
+}
+
+impl Notification {
+    /// The channel of the current (or last) attempt.
+    pub fn channel(&self) -> Option<Channel> {
+        self.channels.get(self.channel_index.min(self.channels.len().saturating_sub(1))).copied()
+    }
+}
+
+/// A notification claimed by a dispatcher, with what its message needs.
+#[derive(Debug, Clone)]
+pub struct DueNotification {
+    pub notification: Notification,
+    pub case_number: String,
+    pub first_response_due: Instant,
+    pub sealed: Option<SealedPersonal>,
+    pub incident: Option<Incident>,
+}
+
+/// What one send did to a notification.
+#[derive(Debug, Clone)]
+pub struct SendResult {
+    pub id: NotificationId,
+    pub attempt: DeliveryAttempt,
+    pub next: NextStep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    Delivered,
+    /// Try the same channel again at that time.
+    Retry { at: Instant },
+    /// Move to the next channel, at once.
+    NextChannel,
+    /// Every channel failed.
+    Undeliverable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationScope {
+    Case(CaseId),
+    Incident(IncidentId),
+}
+
+/// Position after the last notification of a page (oldest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationCursor {
+    pub created_at_micros: i64,
+    pub id: NotificationId,
+}
+
+/// Channels a message can be sent on, with a default order from the contact details.
+pub fn sendable(channel: Channel) -> bool {
+    matches!(channel, Channel::Email | Channel::Sms | Channel::App | Channel::Wechat)
+}
+
+
+/// One fan-out batch, written in one transaction.
+#[derive(Debug, Clone)]
+pub struct FanoutBatch {
+    /// The incident revision the batch tells travelers about.
+    pub revision: i32,
+    /// Cases to open, each with its `CaseOpened` event and its notification.
+    pub new_cases: Vec<FanoutCase>,
+    /// Cases opened by an earlier revision whose travelers must hear of the change.
+    pub updates: Vec<FanoutUpdate>,
+    /// The last traveler the batch covers: the pass resumes after it.
+    pub cursor: TravelerId,
+}
+
+#[derive(Debug, Clone)]
+pub struct FanoutCase {
+    pub case: crate::model::NewCase,
+    pub opened: detour_proto::events::v1::Envelope,
+    pub notification: NewNotification,
+}
+
+#[derive(Debug, Clone)]
+pub struct FanoutUpdate {
+    pub case_id: CaseId,
+    pub traveler_id: TravelerId,
+    pub notification: NewNotification,
+    pub timeline: crate::model::TimelineEntry,
+}
+
+/// Identifies "the same problem" for merging contacts: the segment's kind, supplier, service
+/// and UTC start date. A traveler's later contact about it, on any channel, lands in the case
+/// already open for it.
+pub fn segment_key(s: &Segment) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        s.kind.as_str(),
+        s.supplier_code,
+        normalise_reference(&s.service_reference),
+        s.starts_at.date_naive()
+    )
+}

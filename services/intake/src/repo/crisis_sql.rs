@@ -1,0 +1,991 @@
+//! [`super::crisis::CrisisRepository`] on one backend; expanded by `sql_repository!` for both.
+
+macro_rules! crisis_sql_repository {
+    ($name:ident, $db:ty, $row:ty, $begin:literal) => {
+        impl $name {
+            fn is_postgres() -> bool {
+                <$db as sqlx::Database>::NAME == "PostgreSQL"
+            }
+
+            fn registered_from_row(row: &$row) -> Result<RegisteredTraveler, IntakeError> {
+                use sqlx::Row;
+                let channels: Vec<String> = decode::json(&row.try_get::<String, _>("contact_channels")?)?;
+                let sealed: Option<Vec<u8>> = row.try_get("personal_data")?;
+                let version: Option<i64> = row.try_get("data_key_version")?;
+                let sealed = match (sealed, version) {
+                    (Some(ciphertext), Some(key_version)) => {
+                        Some(SealedPersonal { tenant: row.try_get("tenant")?, key_version, ciphertext })
+                    }
+                    _ => None,
+                };
+                Ok(RegisteredTraveler {
+                    id: parse(&row.try_get::<String, _>("traveler_id")?)?,
+                    preferred_language: row.try_get("preferred_language")?,
+                    contact_channels: channels.iter().map(|c| parse(c)).collect::<Result<_, _>>()?,
+                    sealed,
+                    email_index: row.try_get("email_index")?,
+                    phone_index: row.try_get("phone_index")?,
+                })
+            }
+
+            fn incident_from_row(row: &$row) -> Result<Incident, IntakeError> {
+                use sqlx::Row;
+                let kind: String = row.try_get("kind")?;
+                Ok(Incident {
+                    id: parse(&row.try_get::<String, _>("incident_id")?)?,
+                    kind: DisruptionKind::parse(&kind).ok_or_else(|| decode::corrupt("unknown disruption kind"))?,
+                    scope: decode::json(&row.try_get::<String, _>("scope")?)?,
+                    reason: row.try_get("reason")?,
+                    delay_minutes: row.try_get::<i32, _>("delay_minutes")?,
+                    diverted_to: row.try_get("diverted_to")?,
+                    declared_at: instant(row.try_get("declared_at")?)?,
+                    updated_at: instant(row.try_get("updated_at")?)?,
+                    revision: row.try_get::<i32, _>("revision")?,
+                    fanout_revision: row.try_get::<i32, _>("fanout_revision")?,
+                    fanout_done_at: optional_instant(row.try_get("fanout_done_at")?)?,
+                })
+            }
+
+            fn notification_from_row(row: &$row) -> Result<Notification, IntakeError> {
+                use sqlx::Row;
+                let channels: Vec<String> = decode::json(&row.try_get::<String, _>("channels")?)?;
+                let purpose: String = row.try_get("purpose")?;
+                let status: String = row.try_get("status")?;
+                Ok(Notification {
+                    id: parse(&row.try_get::<String, _>("notification_id")?)?,
+                    case_id: parse(&row.try_get::<String, _>("case_id")?)?,
+                    incident_id: decode::optional(row.try_get("incident_id")?)?,
+                    traveler_id: parse(&row.try_get::<String, _>("traveler_id")?)?,
+                    purpose: Purpose::parse(&purpose).ok_or_else(|| decode::corrupt("unknown notification purpose"))?,
+                    status: NotificationStatus::parse(&status)
+                        .ok_or_else(|| decode::corrupt("unknown notification status"))?,
+                    channels: channels.iter().map(|c| parse(c)).collect::<Result<_, _>>()?,
+                    channel_index: usize::try_from(row.try_get::<i32, _>("channel_index")?).unwrap_or(0),
+                    attempts_on_channel: row.try_get::<i32, _>("attempts_on_channel")?,
+                    language: row.try_get("language")?,
+                    created_at: instant(row.try_get("created_at")?)?,
+                    delivered_at: optional_instant(row.try_get("delivered_at")?)?,
+                    acknowledged_at: optional_instant(row.try_get("acknowledged_at")?)?,
+                    attempts: Vec::new(),
+                })
+            }
+
+            /// Fills in each notification's attempts, oldest first.
+            async fn load_attempts(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                notifications: &mut [Notification],
+            ) -> Result<(), IntakeError> {
+                use sqlx::Row;
+                if notifications.is_empty() {
+                    return Ok(());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT notification_id, at, channel, accepted, detail FROM notification_attempts WHERE notification_id IN ",
+                );
+                crisis::push_in(&mut q, notifications.iter().map(|n| n.id.to_string()));
+                q.push(" ORDER BY seq");
+                let rows = q.build().fetch_all(&mut *conn).await?;
+                let mut by_id: HashMap<NotificationId, Vec<DeliveryAttempt>> = HashMap::new();
+                for r in rows {
+                    let id: NotificationId = parse(&r.try_get::<String, _>("notification_id")?)?;
+                    by_id.entry(id).or_default().push(DeliveryAttempt {
+                        at: instant(r.try_get("at")?)?,
+                        channel: parse(&r.try_get::<String, _>("channel")?)?,
+                        accepted: r.try_get::<bool, _>("accepted")?,
+                        detail: r.try_get("detail")?,
+                    });
+                }
+                for n in notifications.iter_mut() {
+                    n.attempts = by_id.remove(&n.id).unwrap_or_default();
+                }
+                Ok(())
+            }
+
+            async fn load_notification(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: NotificationId,
+            ) -> Result<Option<Notification>, IntakeError> {
+                let row = sqlx::query("SELECT * FROM notifications WHERE notification_id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let mut n = [Self::notification_from_row(&row)?];
+                Self::load_attempts(conn, &mut n).await?;
+                let [n] = n;
+                Ok(Some(n))
+            }
+
+            /// Queues notifications inside the caller's transaction.
+            pub(super) async fn insert_notifications(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                notifications: &[NewNotification],
+            ) -> Result<(), IntakeError> {
+                for chunk in notifications.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for n in chunk {
+                        let channels: Vec<&str> = n.channels.iter().map(|c| c.as_str()).collect();
+                        rows.push((n, decode::to_json(&channels)?));
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO notifications (notification_id, case_id, incident_id, traveler_id, purpose, status, \
+                         channels, channel_index, attempts_on_channel, language, created_at, next_attempt_at) ",
+                    );
+                    q.push_values(rows, |mut b, (n, channels)| {
+                        b.push_bind(n.id.to_string())
+                            .push_bind(n.case_id.to_string())
+                            .push_bind(n.incident_id.map(|i| i.to_string()))
+                            .push_bind(n.traveler_id.to_string())
+                            .push_bind(n.purpose.as_str())
+                            .push_bind(NotificationStatus::Pending.as_str())
+                            .push_bind(channels)
+                            .push_bind(0_i32)
+                            .push_bind(0_i32)
+                            .push_bind(n.language.clone())
+                            .push_bind(time::to_micros(n.at))
+                            .push_bind(time::to_micros(n.at));
+                    });
+                    q.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
+            /// Inserts timeline entries for many cases at once.
+            async fn insert_timeline(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                entries: &[(CaseId, &TimelineEntry)],
+            ) -> Result<(), IntakeError> {
+                for chunk in entries.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO case_timeline (case_id, at, kind, actor, summary) ");
+                    q.push_values(chunk, |mut b, (case_id, e)| {
+                        b.push_bind(case_id.to_string())
+                            .push_bind(time::to_micros(e.at))
+                            .push_bind(e.kind.clone())
+                            .push_bind(e.actor.clone())
+                            .push_bind(e.summary.clone());
+                    });
+                    q.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
+            async fn materialise_targets(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                incident: &Incident,
+            ) -> Result<(), IntakeError> {
+                let id = incident.id.to_string();
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO incident_targets (incident_id, traveler_id, booking_reference, position) \
+                     SELECT ",
+                );
+                q.push_bind(id.clone())
+                    .push(
+                        ", tt.traveler_id, s.booking_reference, s.position FROM segments s \
+                         JOIN trip_travelers tt ON tt.booking_reference = s.booking_reference WHERE 1 = 1",
+                    );
+                crisis::push_scope(&mut q, &incident.scope);
+                q.push(" ON CONFLICT (incident_id, traveler_id) DO NOTHING");
+                q.build().execute(&mut *conn).await?;
+                sqlx::query("UPDATE incidents SET targets_revision = revision, fanout_cursor = NULL WHERE incident_id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl CrisisRepository for $name {
+            async fn upsert_trips(&self, trips: &[StoredTrip], audit: &Audit) -> Result<Vec<bool>, IntakeError> {
+                use sqlx::Row;
+                if trips.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let (kept, slot_of_input) = crisis::last_of_each(trips);
+                let refs: Vec<String> = kept.iter().map(|t| t.booking_reference.clone()).collect();
+                let mut tx = self.pool.begin_with($begin).await?;
+                let mut existing = HashSet::new();
+                for chunk in refs.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT booking_reference FROM trips WHERE booking_reference IN ");
+                    crisis::push_in(&mut q, chunk.iter().cloned());
+                    for row in q.build().fetch_all(&mut *tx).await? {
+                        existing.insert(row.try_get::<String, _>("booking_reference")?);
+                    }
+                }
+                let travelers = crisis::distinct_travelers(&kept);
+                for chunk in travelers.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for t in chunk {
+                        let channels: Vec<&str> = t.contact_channels.iter().map(|c| c.as_str()).collect();
+                        rows.push((t, decode::to_json(&channels)?));
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO travelers (traveler_id, tenant, preferred_language, contact_channels, personal_data, \
+                         data_key_version, email_index, phone_index, personal_data_erased_at, updated_at) ",
+                    );
+                    let at = time::to_micros(kept[0].at);
+                    q.push_values(rows, |mut b, (t, channels)| {
+                        let sealed = t.sealed.as_ref();
+                        b.push_bind(t.id.to_string())
+                            .push_bind(sealed.map(|s| s.tenant.clone()).unwrap_or_default())
+                            .push_bind(t.preferred_language.clone())
+                            .push_bind(channels)
+                            .push_bind(sealed.map(|s| s.ciphertext.clone()))
+                            .push_bind(sealed.map(|s| s.key_version))
+                            .push_bind(t.email_index.clone())
+                            .push_bind(t.phone_index.clone())
+                            .push_bind(if sealed.is_some() { None } else { Some(at) })
+                            .push_bind(at);
+                    });
+                    q.push(
+                        " ON CONFLICT (traveler_id) DO UPDATE SET tenant = excluded.tenant, \
+                         preferred_language = excluded.preferred_language, contact_channels = excluded.contact_channels, \
+                         personal_data = excluded.personal_data, data_key_version = excluded.data_key_version, \
+                         email_index = excluded.email_index, phone_index = excluded.phone_index, \
+                         personal_data_erased_at = excluded.personal_data_erased_at, updated_at = excluded.updated_at",
+                    );
+                    q.build().execute(&mut *tx).await?;
+                }
+                for chunk in kept.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO trips (booking_reference, updated_at) ");
+                    q.push_values(chunk, |mut b, t| {
+                        b.push_bind(t.booking_reference.clone()).push_bind(time::to_micros(t.at));
+                    });
+                    q.push(" ON CONFLICT (booking_reference) DO UPDATE SET updated_at = excluded.updated_at");
+                    q.build().execute(&mut *tx).await?;
+                    for table in ["trip_travelers", "segments"] {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(format!("DELETE FROM {table} WHERE booking_reference IN "));
+                        crisis::push_in(&mut q, chunk.iter().map(|t| t.booking_reference.clone()));
+                        q.build().execute(&mut *tx).await?;
+                    }
+                }
+                let links: Vec<(String, String)> = crisis::distinct(
+                    kept.iter().flat_map(|t| t.travelers.iter().map(|r| (t.booking_reference.clone(), r.id.to_string()))),
+                );
+                for chunk in links.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO trip_travelers (booking_reference, traveler_id) ");
+                    q.push_values(chunk, |mut b, (booking, traveler)| {
+                        b.push_bind(booking.clone()).push_bind(traveler.clone());
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                let mut segments = Vec::new();
+                for t in &kept {
+                    for (position, s) in t.segments.iter().enumerate() {
+                        let mut segment = s.segment.clone();
+                        segment.booking_reference = t.booking_reference.clone();
+                        segments.push((t.booking_reference.clone(), i32::try_from(position).unwrap_or(i32::MAX), segment, s.local_date));
+                    }
+                }
+                for chunk in segments.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for (booking, position, segment, local_date) in chunk {
+                        rows.push((booking, position, segment, local_date, decode::to_json(segment)?));
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO segments (booking_reference, position, kind, supplier_code, service_reference, origin, \
+                         destination, local_date, starts_at, ends_at, segment) ",
+                    );
+                    q.push_values(rows, |mut b, (booking, position, segment, local_date, json)| {
+                        b.push_bind(booking.clone())
+                            .push_bind(*position)
+                            .push_bind(segment.kind.as_str())
+                            .push_bind(segment.supplier_code.clone())
+                            .push_bind(normalise_reference(&segment.service_reference))
+                            .push_bind(segment.origin.clone())
+                            .push_bind(segment.destination.clone())
+                            .push_bind(local_date.to_string())
+                            .push_bind(time::to_micros(segment.starts_at))
+                            .push_bind(segment.ends_at.map(time::to_micros))
+                            .push_bind(json);
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                let records: Vec<_> = kept
+                    .iter()
+                    .map(|t| audit.record(None, vec![Target::new("trip", &t.booking_reference)], Outcome::Ok))
+                    .collect();
+                tx.append_audit_many(&records).await?;
+                tx.commit().await?;
+                let created: Vec<bool> = kept.iter().map(|t| !existing.contains(&t.booking_reference)).collect();
+                // A trip named twice in one call was new only at its first mention.
+                let mut seen = HashSet::new();
+                Ok(slot_of_input.iter().map(|&i| created[i] && seen.insert(i)).collect())
+            }
+
+            async fn find_travelers(
+                &self,
+                scope: &Scope,
+                after: Option<AffectedCursor>,
+                limit: u32,
+            ) -> Result<(Vec<Affected>, Option<AffectedCursor>), IntakeError> {
+                use sqlx::Row;
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT tt.traveler_id, s.booking_reference, s.position, s.segment, s.local_date FROM segments s \
+                     JOIN trip_travelers tt ON tt.booking_reference = s.booking_reference WHERE 1 = 1",
+                );
+                crisis::push_scope(&mut q, scope);
+                if let Some(c) = &after {
+                    q.push(" AND (tt.traveler_id, s.booking_reference, s.position) > (")
+                        .push_bind(c.traveler_id.to_string())
+                        .push(", ")
+                        .push_bind(c.booking_reference.clone())
+                        .push(", ")
+                        .push_bind(c.position)
+                        .push(")");
+                }
+                q.push(" ORDER BY tt.traveler_id, s.booking_reference, s.position LIMIT ")
+                    .push_bind(i64::from(limit) + 1);
+                let rows = q.build().fetch_all(&self.pool).await?;
+                let mut found = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let date: String = r.try_get("local_date")?;
+                    found.push(Affected {
+                        traveler_id: parse(&r.try_get::<String, _>("traveler_id")?)?,
+                        booking_reference: r.try_get("booking_reference")?,
+                        position: r.try_get::<i32, _>("position")?,
+                        segment: decode::json(&r.try_get::<String, _>("segment")?)?,
+                        local_date: parse(&date)?,
+                    });
+                }
+                Ok(keyset::page(found, limit, |a| AffectedCursor {
+                    traveler_id: a.traveler_id,
+                    booking_reference: a.booking_reference.clone(),
+                    position: a.position,
+                }))
+            }
+
+            async fn registered_traveler(&self, id: TravelerId) -> Result<Option<RegisteredTraveler>, IntakeError> {
+                let row = sqlx::query("SELECT * FROM travelers WHERE traveler_id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::registered_from_row).transpose()
+            }
+
+            async fn travelers_by_index(&self, handle: Handle, index: &str) -> Result<Vec<RegisteredTraveler>, IntakeError> {
+                let sql = match handle {
+                    Handle::Email => "SELECT * FROM travelers WHERE email_index = $1 ORDER BY traveler_id LIMIT 10",
+                    Handle::Phone => "SELECT * FROM travelers WHERE phone_index = $1 ORDER BY traveler_id LIMIT 10",
+                };
+                let rows = sqlx::query(sql).bind(index).fetch_all(&self.pool).await?;
+                rows.iter().map(Self::registered_from_row).collect()
+            }
+
+            async fn travelers_of_booking(&self, booking_reference: &str) -> Result<Vec<RegisteredTraveler>, IntakeError> {
+                let rows = sqlx::query(
+                    "SELECT r.* FROM travelers r JOIN trip_travelers tt ON tt.traveler_id = r.traveler_id \
+                     WHERE tt.booking_reference = $1 ORDER BY r.traveler_id",
+                )
+                .bind(booking_reference)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::registered_from_row).collect()
+            }
+
+            async fn report_disruption(
+                &self,
+                report: &DisruptionReport,
+                audit: &Audit,
+            ) -> Result<(Incident, ReportOutcome), IntakeError> {
+                let key = report.scope.key();
+                // A second report racing the first loses on the unique scope key and retries as
+                // an update of the winner's incident.
+                for _ in 0..2 {
+                    let mut tx = self.pool.begin_with($begin).await?;
+                    let row = sqlx::query("SELECT * FROM incidents WHERE scope_key = $1")
+                        .bind(&key)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let (id, outcome) = match row {
+                        Some(row) => {
+                            let current = Self::incident_from_row(&row)?;
+                            let changed = current.kind != report.kind
+                                || current.reason != report.reason
+                                || current.delay_minutes != report.delay_minutes
+                                || current.diverted_to != report.diverted_to;
+                            if !changed {
+                                tx.append_audit(&audit.record(None, vec![Target::new("incident", current.id)], Outcome::Replayed)).await?;
+                                tx.commit().await?;
+                                return Ok((current, ReportOutcome::Unchanged));
+                            }
+                            sqlx::query(
+                                "UPDATE incidents SET kind = $1, reason = $2, delay_minutes = $3, diverted_to = $4, \
+                                 updated_at = $5, revision = revision + 1, fanout_done_at = NULL WHERE incident_id = $6",
+                            )
+                            .bind(report.kind.as_str())
+                            .bind(&report.reason)
+                            .bind(report.delay_minutes)
+                            .bind(report.diverted_to.as_deref())
+                            .bind(time::to_micros(report.at))
+                            .bind(current.id.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                            (current.id, ReportOutcome::Updated)
+                        }
+                        None => {
+                            let id = IncidentId::new();
+                            let inserted = sqlx::query(
+                                "INSERT INTO incidents (incident_id, scope_key, kind, scope, reason, delay_minutes, diverted_to, \
+                                 declared_at, updated_at, revision, fanout_revision, targets_revision) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, 0, 0)",
+                            )
+                            .bind(id.to_string())
+                            .bind(&key)
+                            .bind(report.kind.as_str())
+                            .bind(decode::to_json(&report.scope)?)
+                            .bind(&report.reason)
+                            .bind(report.delay_minutes)
+                            .bind(report.diverted_to.as_deref())
+                            .bind(time::to_micros(report.at))
+                            .execute(&mut *tx)
+                            .await;
+                            match inserted {
+                                Ok(_) => (id, ReportOutcome::Created),
+                                Err(e) => {
+                                    let err = detour_storage::StorageError::from(e);
+                                    if err.is_unique_violation() {
+                                        continue;
+                                    }
+                                    return Err(err.into());
+                                }
+                            }
+                        }
+                    };
+                    tx.append_audit(&audit.record(None, vec![Target::new("incident", id)], Outcome::Ok)).await?;
+                    let row = sqlx::query("SELECT * FROM incidents WHERE incident_id = $1")
+                        .bind(id.to_string())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let incident = Self::incident_from_row(&row)?;
+                    tx.commit().await?;
+                    return Ok((incident, outcome));
+                }
+                Err(detour_storage::StorageError::Corrupt("incident scope key conflict did not resolve".into()).into())
+            }
+
+            async fn incident(&self, id: IncidentId) -> Result<Option<(Incident, IncidentCounts)>, IntakeError> {
+                use sqlx::Row;
+                let mut conn = self.pool.acquire().await?;
+                let row = sqlx::query("SELECT * FROM incidents WHERE incident_id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let incident = Self::incident_from_row(&row)?;
+                let mut counts = IncidentCounts::default();
+                counts.affected_travelers = sqlx::query("SELECT COUNT(*) AS n FROM incident_targets WHERE incident_id = $1")
+                    .bind(id.to_string())
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get::<i64, _>("n")?;
+                counts.cases_opened = sqlx::query("SELECT COUNT(*) AS n FROM incident_cases WHERE incident_id = $1")
+                    .bind(id.to_string())
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get::<i64, _>("n")?;
+                let rows = sqlx::query(
+                    "SELECT status, COUNT(*) AS n, MAX(delivered_at) AS last FROM notifications \
+                     WHERE incident_id = $1 GROUP BY status",
+                )
+                .bind(id.to_string())
+                .fetch_all(&mut *conn)
+                .await?;
+                for r in rows {
+                    let n: i64 = r.try_get("n")?;
+                    let last = optional_instant(r.try_get("last")?)?;
+                    counts.last_delivered_at = counts.last_delivered_at.max(last);
+                    match NotificationStatus::parse(&r.try_get::<String, _>("status")?) {
+                        Some(NotificationStatus::Pending) => counts.queued = n,
+                        Some(NotificationStatus::Delivered) => counts.delivered = n,
+                        Some(NotificationStatus::Acknowledged) => counts.acknowledged = n,
+                        Some(NotificationStatus::Undeliverable) => counts.undeliverable = n,
+                        None => return Err(decode::corrupt("unknown notification status").into()),
+                    }
+                }
+                Ok(Some((incident, counts)))
+            }
+
+            async fn claim_fanout(
+                &self,
+                now: Instant,
+                lease_until: Instant,
+            ) -> Result<Option<(Incident, Option<TravelerId>)>, IntakeError> {
+                use sqlx::Row;
+                let mut tx = self.pool.begin_with($begin).await?;
+                // Re-checked by the UPDATE itself: of two replicas picking the same incident, the
+                // second finds the lease taken and claims nothing.
+                let row = sqlx::query(
+                    "UPDATE incidents SET fanout_lease_until = $1 WHERE incident_id = (\
+                       SELECT incident_id FROM incidents WHERE fanout_revision < revision \
+                       AND (fanout_lease_until IS NULL OR fanout_lease_until < $2) ORDER BY updated_at LIMIT 1) \
+                     AND (fanout_lease_until IS NULL OR fanout_lease_until < $2) RETURNING *",
+                )
+                .bind(time::to_micros(lease_until))
+                .bind(time::to_micros(now))
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let incident = Self::incident_from_row(&row)?;
+                let targets_revision: i32 = row.try_get("targets_revision")?;
+                let mut cursor: Option<TravelerId> = decode::optional(row.try_get("fanout_cursor")?)?;
+                if targets_revision < incident.revision {
+                    Self::materialise_targets(&mut tx, &incident).await?;
+                    cursor = None;
+                }
+                tx.commit().await?;
+                Ok(Some((incident, cursor)))
+            }
+
+            async fn fanout_targets(
+                &self,
+                incident: IncidentId,
+                after: Option<TravelerId>,
+                limit: u32,
+            ) -> Result<Vec<FanoutTarget>, IntakeError> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT r.*, s.segment, s.local_date, ic.case_id AS existing_case, ic.notified_revision \
+                     FROM incident_targets t \
+                     JOIN segments s ON s.booking_reference = t.booking_reference AND s.position = t.position \
+                     JOIN travelers r ON r.traveler_id = t.traveler_id \
+                     LEFT JOIN incident_cases ic ON ic.incident_id = t.incident_id AND ic.traveler_id = t.traveler_id \
+                     WHERE t.incident_id = $1 AND t.traveler_id > $2 ORDER BY t.traveler_id LIMIT $3",
+                )
+                .bind(incident.to_string())
+                .bind(after.map(|a| a.to_string()).unwrap_or_default())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let existing: Option<String> = r.try_get("existing_case")?;
+                    let existing = match existing {
+                        Some(case) => Some((parse(&case)?, r.try_get::<i32, _>("notified_revision")?)),
+                        None => None,
+                    };
+                    out.push(FanoutTarget {
+                        traveler: Self::registered_from_row(&r)?,
+                        segment: decode::json(&r.try_get::<String, _>("segment")?)?,
+                        local_date: parse(&r.try_get::<String, _>("local_date")?)?,
+                        existing,
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn write_fanout(
+                &self,
+                incident: IncidentId,
+                batch: FanoutBatch,
+                lease_until: Instant,
+                audit: &Audit,
+            ) -> Result<usize, IntakeError> {
+                use sqlx::Row;
+                let mut tx = self.pool.begin_with($begin).await?;
+                // Claim each traveler's place first: whoever already holds one (an earlier write
+                // of this batch, another replica after a lease ran out) keeps it.
+                let mut claimed = HashSet::new();
+                for chunk in batch.new_cases.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO incident_cases (incident_id, traveler_id, case_id, notified_revision) ",
+                    );
+                    q.push_values(chunk, |mut b, c| {
+                        b.push_bind(incident.to_string())
+                            .push_bind(c.case.traveler.id.to_string())
+                            .push_bind(c.case.id.to_string())
+                            .push_bind(batch.revision);
+                    });
+                    q.push(" ON CONFLICT (incident_id, traveler_id) DO NOTHING RETURNING case_id");
+                    for row in q.build().fetch_all(&mut *tx).await? {
+                        claimed.insert(row.try_get::<String, _>("case_id")?);
+                    }
+                }
+                let new: Vec<&FanoutCase> =
+                    batch.new_cases.iter().filter(|c| claimed.contains(&c.case.id.to_string())).collect();
+                let mut numbers = HashMap::new();
+                for chunk in new.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO case_numbers (case_id) ");
+                    q.push_values(chunk, |mut b, c| {
+                        b.push_bind(c.case.id.to_string());
+                    });
+                    q.push(" RETURNING number, case_id");
+                    for row in q.build().fetch_all(&mut *tx).await? {
+                        numbers.insert(row.try_get::<String, _>("case_id")?, row.try_get::<i64, _>("number")?);
+                    }
+                }
+                for chunk in new.chunks(crisis::ROWS_PER_INSERT / 2) {
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for c in chunk {
+                        let StoredPersonal::Sealed(sealed) = &c.case.traveler.personal else {
+                            return Err(decode::corrupt("a new case must carry sealed personal data").into());
+                        };
+                        let number = numbers
+                            .get(&c.case.id.to_string())
+                            .copied()
+                            .ok_or_else(|| decode::corrupt("a fan-out case got no number"))?;
+                        let traveler = TravelerRef {
+                            id: c.case.traveler.id,
+                            preferred_language: c.case.traveler.preferred_language.clone(),
+                        };
+                        rows.push((
+                            *c,
+                            sealed,
+                            case_number(number),
+                            decode::to_json(&traveler)?,
+                            decode::to_json(&c.case.segment)?,
+                            decode::to_json(&c.case.requested_outcomes)?,
+                        ));
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO cases (case_id, case_number, status, traveler, segment, channel, description, \
+                         requested_outcomes, opened_at, first_response_due, request_fingerprint, tenant, traveler_id, \
+                         personal_data, data_key_version, incident_id, language, acknowledgement_id, open_segment_key) ",
+                    );
+                    q.push_values(rows, |mut b, (c, sealed, number, traveler, segment, outcomes)| {
+                        let n = &c.case;
+                        b.push_bind(n.id.to_string())
+                            .push_bind(number)
+                            .push_bind(CaseStatus::Open.as_str())
+                            .push_bind(traveler)
+                            .push_bind(segment)
+                            .push_bind(n.channel.as_str())
+                            .push_bind(n.description.clone())
+                            .push_bind(outcomes)
+                            .push_bind(time::to_micros(n.received_at))
+                            .push_bind(time::to_micros(n.first_response_due))
+                            .push_bind(n.fingerprint.clone())
+                            .push_bind(sealed.tenant.clone())
+                            .push_bind(n.traveler.id.to_string())
+                            .push_bind(sealed.ciphertext.clone())
+                            .push_bind(sealed.key_version)
+                            .push_bind(n.incident_id.map(|i| i.to_string()))
+                            .push_bind(n.language.clone())
+                            .push_bind(c.notification.id.to_string())
+                            .push_bind(n.segment_key.clone());
+                    });
+                    // A traveler who already wrote about this segment has an open case for it:
+                    // the incident links that one instead (below) rather than opening another.
+                    q.push(" ON CONFLICT (traveler_id, open_segment_key) DO NOTHING");
+                    q.build().execute(&mut *tx).await?;
+                }
+                // Cases that lost to an open case of the same traveler and segment: link the
+                // open case to the incident and notify on it.
+                let mut opened = HashSet::new();
+                if !new.is_empty() {
+                    for chunk in new.chunks(crisis::ROWS_PER_INSERT) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new("SELECT case_id FROM cases WHERE case_id IN ");
+                        crisis::push_in(&mut q, chunk.iter().map(|c| c.case.id.to_string()));
+                        for row in q.build().fetch_all(&mut *tx).await? {
+                            opened.insert(row.try_get::<String, _>("case_id")?);
+                        }
+                    }
+                }
+                let mut notifications = Vec::with_capacity(new.len() + batch.updates.len());
+                let mut timeline: Vec<(CaseId, TimelineEntry)> = Vec::with_capacity(new.len());
+                let mut events = Vec::with_capacity(new.len());
+                let mut records = Vec::with_capacity(new.len() + batch.updates.len());
+                for c in &new {
+                    let target = vec![Target::new("traveler", c.case.traveler.id), Target::new("incident", incident)];
+                    if opened.contains(&c.case.id.to_string()) {
+                        timeline.push((
+                            c.case.id,
+                            TimelineEntry {
+                                at: c.case.received_at,
+                                kind: "case.opened".into(),
+                                actor: "intake".into(),
+                                summary: format!("Opened by Detour for a reported disruption ({})", c.case.channel.as_str()),
+                            },
+                        ));
+                        let mut event = c.opened.clone();
+                        if let Some(Event::CaseOpened(o)) = event.event.as_mut() {
+                            o.case_number = case_number(numbers.get(&c.case.id.to_string()).copied().unwrap_or_default());
+                        }
+                        events.push(event);
+                        notifications.push(c.notification.clone());
+                        records.push(audit.record(Some(c.case.id), target, Outcome::Ok));
+                    } else {
+                        let open = sqlx::query("SELECT case_id FROM cases WHERE traveler_id = $1 AND open_segment_key = $2")
+                            .bind(c.case.traveler.id.to_string())
+                            .bind(c.case.segment_key.as_deref())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        let Some(open) = open else {
+                            sqlx::query("DELETE FROM incident_cases WHERE incident_id = $1 AND traveler_id = $2")
+                                .bind(incident.to_string())
+                                .bind(c.case.traveler.id.to_string())
+                                .execute(&mut *tx)
+                                .await?;
+                            continue;
+                        };
+                        let existing: CaseId = parse(&open.try_get::<String, _>("case_id")?)?;
+                        sqlx::query("UPDATE incident_cases SET case_id = $1 WHERE incident_id = $2 AND traveler_id = $3")
+                            .bind(existing.to_string())
+                            .bind(incident.to_string())
+                            .bind(c.case.traveler.id.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query("UPDATE cases SET incident_id = $1 WHERE case_id = $2 AND incident_id IS NULL")
+                            .bind(incident.to_string())
+                            .bind(existing.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query("DELETE FROM case_numbers WHERE case_id = $1")
+                            .bind(c.case.id.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                        timeline.push((
+                            existing,
+                            TimelineEntry {
+                                at: c.case.received_at,
+                                kind: "incident.linked".into(),
+                                actor: "intake".into(),
+                                summary: format!("Linked to incident {incident}"),
+                            },
+                        ));
+                        let mut n = c.notification.clone();
+                        n.case_id = existing;
+                        notifications.push(n);
+                        records.push(audit.record(Some(existing), target, Outcome::Ok));
+                    }
+                }
+                if !batch.updates.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE incident_cases SET notified_revision = ");
+                    q.push_bind(batch.revision)
+                        .push(" WHERE incident_id = ")
+                        .push_bind(incident.to_string())
+                        .push(" AND notified_revision < ")
+                        .push_bind(batch.revision)
+                        .push(" AND traveler_id IN ");
+                    crisis::push_in(&mut q, batch.updates.iter().map(|u| u.traveler_id.to_string()));
+                    q.push(" RETURNING traveler_id");
+                    let mut due = HashSet::new();
+                    for row in q.build().fetch_all(&mut *tx).await? {
+                        due.insert(row.try_get::<String, _>("traveler_id")?);
+                    }
+                    for u in batch.updates.iter().filter(|u| due.contains(&u.traveler_id.to_string())) {
+                        timeline.push((u.case_id, u.timeline.clone()));
+                        notifications.push(u.notification.clone());
+                        records.push(audit.record(Some(u.case_id), vec![Target::new("incident", incident)], Outcome::Ok));
+                    }
+                }
+                let entries: Vec<(CaseId, &TimelineEntry)> = timeline.iter().map(|(c, e)| (*c, e)).collect();
+                Self::insert_timeline(&mut tx, &entries).await?;
+                Self::insert_notifications(&mut tx, &notifications).await?;
+                detour_events::outbox::EnqueueMany::enqueue_many(&mut *tx, detour_domain::events::streams::INTAKE, &events).await?;
+                tx.append_audit_many(&records).await?;
+                sqlx::query("UPDATE incidents SET fanout_cursor = $1, fanout_lease_until = $2 WHERE incident_id = $3")
+                    .bind(batch.cursor.to_string())
+                    .bind(time::to_micros(lease_until))
+                    .bind(incident.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                self.committed();
+                Ok(events.len())
+            }
+
+            async fn finish_fanout(&self, incident: IncidentId, revision: i32, at: Instant) -> Result<(), IntakeError> {
+                sqlx::query(
+                    "UPDATE incidents SET fanout_revision = $1, fanout_cursor = NULL, fanout_lease_until = NULL, \
+                     fanout_done_at = CASE WHEN revision <= $1 THEN $2 ELSE NULL END \
+                     WHERE incident_id = $3 AND fanout_revision < $1",
+                )
+                .bind(revision)
+                .bind(time::to_micros(at))
+                .bind(incident.to_string())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn claim_notifications(
+                &self,
+                now: Instant,
+                lease_until: Instant,
+                limit: u32,
+            ) -> Result<Vec<DueNotification>, IntakeError> {
+                use sqlx::Row;
+                let mut tx = self.pool.begin_with($begin).await?;
+                // Dispatchers on several replicas take disjoint sets: PostgreSQL skips rows another
+                // transaction is claiming; SQLite has one writer at a time anyway.
+                let sql = if Self::is_postgres() {
+                    "UPDATE notifications SET lease_until = $1 WHERE notification_id IN (\
+                       SELECT notification_id FROM notifications WHERE next_attempt_at <= $2 \
+                       AND (lease_until IS NULL OR lease_until < $2) ORDER BY next_attempt_at LIMIT $3 \
+                       FOR UPDATE SKIP LOCKED) RETURNING notification_id"
+                } else {
+                    "UPDATE notifications SET lease_until = $1 WHERE notification_id IN (\
+                       SELECT notification_id FROM notifications WHERE next_attempt_at <= $2 \
+                       AND (lease_until IS NULL OR lease_until < $2) ORDER BY next_attempt_at LIMIT $3) \
+                     RETURNING notification_id"
+                };
+                let ids = sqlx::query(sql)
+                    .bind(time::to_micros(lease_until))
+                    .bind(time::to_micros(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let ids: Vec<String> = ids.iter().map(|r| r.try_get::<String, _>("notification_id")).collect::<Result<_, _>>()?;
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT n.*, c.case_number, c.first_response_due, c.tenant, c.personal_data, c.data_key_version \
+                     FROM notifications n JOIN cases c ON c.case_id = n.case_id WHERE n.notification_id IN ",
+                );
+                crisis::push_in(&mut q, ids);
+                let rows = q.build().fetch_all(&mut *tx).await?;
+                let mut incidents: HashMap<IncidentId, Incident> = HashMap::new();
+                let mut due = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let notification = Self::notification_from_row(&r)?;
+                    let sealed: Option<Vec<u8>> = r.try_get("personal_data")?;
+                    let version: Option<i64> = r.try_get("data_key_version")?;
+                    let sealed = match (sealed, version) {
+                        (Some(ciphertext), Some(key_version)) => {
+                            Some(SealedPersonal { tenant: r.try_get("tenant")?, key_version, ciphertext })
+                        }
+                        _ => None,
+                    };
+                    let incident = match notification.incident_id {
+                        Some(id) => {
+                            if !incidents.contains_key(&id) {
+                                let row = sqlx::query("SELECT * FROM incidents WHERE incident_id = $1")
+                                    .bind(id.to_string())
+                                    .fetch_one(&mut *tx)
+                                    .await?;
+                                incidents.insert(id, Self::incident_from_row(&row)?);
+                            }
+                            incidents.get(&id).cloned()
+                        }
+                        None => None,
+                    };
+                    due.push(DueNotification {
+                        case_number: r.try_get("case_number")?,
+                        first_response_due: instant(r.try_get("first_response_due")?)?,
+                        sealed,
+                        incident,
+                        notification,
+                    });
+                }
+                tx.commit().await?;
+                Ok(due)
+            }
+
+            async fn record_sends(&self, results: &[SendResult], at: Instant) -> Result<(), IntakeError> {
+                if results.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin_with($begin).await?;
+                for chunk in results.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO notification_attempts (notification_id, at, channel, accepted, detail) ",
+                    );
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.id.to_string())
+                            .push_bind(time::to_micros(r.attempt.at))
+                            .push_bind(r.attempt.channel.as_str())
+                            .push_bind(r.attempt.accepted)
+                            .push_bind(r.attempt.detail.clone());
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                let delivered: Vec<String> =
+                    results.iter().filter(|r| r.next == NextStep::Delivered).map(|r| r.id.to_string()).collect();
+                for chunk in delivered.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET status = ");
+                    q.push_bind(NotificationStatus::Delivered.as_str())
+                        .push(", delivered_at = ")
+                        .push_bind(time::to_micros(at))
+                        .push(", next_attempt_at = NULL, lease_until = NULL WHERE status = ")
+                        .push_bind(NotificationStatus::Pending.as_str())
+                        .push(" AND notification_id IN ");
+                    crisis::push_in(&mut q, chunk.iter().cloned());
+                    q.build().execute(&mut *tx).await?;
+                }
+                for r in results {
+                    let (sql, next_at): (&'static str, Option<i64>) = match r.next {
+                        NextStep::Delivered => continue,
+                        NextStep::Retry { at } => (
+                            "UPDATE notifications SET attempts_on_channel = attempts_on_channel + 1, next_attempt_at = $1, \
+                             lease_until = NULL WHERE notification_id = $2 AND status = 'pending'",
+                            Some(time::to_micros(at)),
+                        ),
+                        NextStep::NextChannel => (
+                            "UPDATE notifications SET channel_index = channel_index + 1, attempts_on_channel = 0, \
+                             next_attempt_at = $1, lease_until = NULL WHERE notification_id = $2 AND status = 'pending'",
+                            Some(time::to_micros(at)),
+                        ),
+                        NextStep::Undeliverable => (
+                            "UPDATE notifications SET status = 'undeliverable', next_attempt_at = $1, lease_until = NULL \
+                             WHERE notification_id = $2 AND status = 'pending'",
+                            None,
+                        ),
+                    };
+                    sqlx::query(sql).bind(next_at).bind(r.id.to_string()).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_notifications(
+                &self,
+                scope: NotificationScope,
+                after: Option<NotificationCursor>,
+                limit: u32,
+            ) -> Result<(Vec<Notification>, Option<NotificationCursor>), IntakeError> {
+                let mut conn = self.pool.acquire().await?;
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT * FROM notifications WHERE ");
+                match scope {
+                    NotificationScope::Case(c) => q.push("case_id = ").push_bind(c.to_string()),
+                    NotificationScope::Incident(i) => q.push("incident_id = ").push_bind(i.to_string()),
+                };
+                NOTIFICATION_PAGE.push_page(&mut q, after.map(|c| (c.created_at_micros, c.id.to_string())), limit);
+                let rows = q.build().fetch_all(&mut *conn).await?;
+                let mut found = rows.iter().map(Self::notification_from_row).collect::<Result<Vec<_>, _>>()?;
+                Self::load_attempts(&mut conn, &mut found).await?;
+                Ok(keyset::page(found, limit, |n| NotificationCursor {
+                    created_at_micros: time::to_micros(n.created_at),
+                    id: n.id,
+                }))
+            }
+
+            async fn acknowledge_notification(
+                &self,
+                id: NotificationId,
+                at: Instant,
+                audit: &Audit,
+            ) -> Result<Notification, IntakeError> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                let Some(current) = Self::load_notification(&mut tx, id).await? else {
+                    return Err(IntakeError::NotificationNotFound(id));
+                };
+                if current.status == NotificationStatus::Acknowledged {
+                    return Ok(current);
+                }
+                sqlx::query(
+                    "UPDATE notifications SET status = $1, acknowledged_at = $2, next_attempt_at = NULL, lease_until = NULL \
+                     WHERE notification_id = $3",
+                )
+                .bind(NotificationStatus::Acknowledged.as_str())
+                .bind(time::to_micros(at))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                let entry = TimelineEntry {
+                    at,
+                    kind: "notification.acknowledged".into(),
+                    actor: "intake".into(),
+                    summary: format!("The traveler confirmed the {} message", current.purpose.as_str().replace('_', " ")),
+                };
+                Self::add_timeline(&mut tx, current.case_id, &entry).await?;
+                tx.append_audit(&audit.record(Some(current.case_id), vec![Target::new("notification", id)], Outcome::Ok))
+                    .await?;
+                let updated = Self::load_notification(&mut tx, id).await?.ok_or(IntakeError::NotificationNotFound(id))?;
+                tx.commit().await?;
+                Ok(updated)
+            }
+        }
+    };
+}
