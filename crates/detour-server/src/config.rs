@@ -38,6 +38,10 @@ const KEYS: &[&str] = &[
     "vault_keks",
     "vault_primary_kek",
     "tenant",
+    "notify",
+    "intake_admission_capacity",
+    "intake_rate_limit_per_second",
+    "intake_rate_limit_burst",
 ];
 
 /// The largest request message a generated tonic server decodes unless the service raises it
@@ -112,6 +116,19 @@ pub struct Settings {
     pub http2_keepalive_timeout_secs: u64,
     /// Connections per service to its database.
     pub db_max_connections: u32,
+    /// Where travelers' notifications go: `smtp_url` (e-mail), `http_url` and `http_token` (the
+    /// SMS, push and WeChat provider). In the environment an inline table,
+    /// `DETOUR_NOTIFY='{smtp_url="smtp://relay:25",http_url="https://sms.example"}'`. A channel
+    /// without a sender is skipped for the traveler's next one.
+    pub notify: detour_notify::NotifySettings,
+    /// Contacts intake works on at once before shedding by priority: low-priority contacts are
+    /// refused first (`RESOURCE_EXHAUSTED` with a retry hint), safety contacts never.
+    pub intake_admission_capacity: usize,
+    /// Contacts one caller (a channel adapter, a partner feed, an agent) may open per second,
+    /// shared by every intake replica through Redis when `events_url` is Redis.
+    pub intake_rate_limit_per_second: u32,
+    /// How many contacts a caller may send at once above its per-second rate.
+    pub intake_rate_limit_burst: u32,
 }
 
 impl Default for Settings {
@@ -140,6 +157,10 @@ impl Default for Settings {
             vault_keks: Vec::new(),
             vault_primary_kek: String::new(),
             tenant: "default".to_owned(),
+            notify: detour_notify::NotifySettings::default(),
+            intake_admission_capacity: 256,
+            intake_rate_limit_per_second: 2_000,
+            intake_rate_limit_burst: 4_000,
         }
     }
 }
@@ -195,6 +216,18 @@ impl Settings {
                     scheme(&self.events_url)
                 ),
             });
+        }
+        for (setting, value) in [
+            ("DETOUR_INTAKE_ADMISSION_CAPACITY", self.intake_admission_capacity as u64),
+            ("DETOUR_INTAKE_RATE_LIMIT_PER_SECOND", u64::from(self.intake_rate_limit_per_second)),
+            ("DETOUR_INTAKE_RATE_LIMIT_BURST", u64::from(self.intake_rate_limit_burst)),
+        ] {
+            if value == 0 || value > 1_000_000 {
+                return Err(ConfigError::Invalid { setting, problem: format!("{value} is not between 1 and 1000000") });
+            }
+        }
+        if let Err(e) = detour_notify::Notifiers::from_settings(&self.notify) {
+            return Err(ConfigError::Invalid { setting: "DETOUR_NOTIFY", problem: e.to_string() });
         }
         for (setting, value) in [
             ("DETOUR_DRAIN_TIMEOUT_SECS", self.drain_timeout_secs),

@@ -105,9 +105,18 @@ pub struct StormArgs {
     /// Deadline of each call, in seconds.
     #[arg(long, default_value_t = 30)]
     pub request_timeout: u64,
-    /// Also serve the notification sink here (the suite's DETOUR_NOTIFY_HTTP_URL).
+    /// Also serve the notification sink here: the suite's SMS and push provider,
+    /// DETOUR_NOTIFY='{http_url="http://ADDR"}'.
     #[arg(long)]
     pub sink_listen: Option<SocketAddr>,
+    /// With --sink-listen: also publish the public key of the development issuer kept in this
+    /// directory (the one `detour token --data-dir` mints with) at http://<sink>/jwks.json, for a
+    /// suite on PostgreSQL configured to trust it through DETOUR_AUTH_ISSUERS. Benchmarks only.
+    #[arg(long, requires = "sink_listen")]
+    pub serve_dev_jwks: Option<PathBuf>,
+    /// Wait this many seconds for the suite to answer its health check before starting.
+    #[arg(long, default_value_t = 60)]
+    pub wait_ready: u64,
     /// Write the JSON report here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -155,6 +164,9 @@ pub struct StormConfig {
     pub verify_max: usize,
     pub request_timeout_secs: u64,
     pub sink_listen: Option<SocketAddr>,
+    #[serde(skip)]
+    pub serve_dev_jwks: Option<PathBuf>,
+    pub wait_ready_secs: u64,
     #[serde(skip)]
     pub out: Option<PathBuf>,
     #[serde(skip)]
@@ -242,6 +254,8 @@ impl StormArgs {
             verify_max: self.verify_max,
             request_timeout_secs: self.request_timeout.max(1),
             sink_listen: self.sink_listen,
+            serve_dev_jwks: self.serve_dev_jwks,
+            wait_ready_secs: self.wait_ready,
             out: self.out,
             chart: self.chart,
             progress: !self.quiet,
@@ -311,6 +325,9 @@ mod tests {
         assert!(parse(&["--concurrency", "0"]).is_err());
         assert!(parse(&["--ceilings-only", "--skip-ceilings"]).is_err());
         assert!(parse(&["--utc-offset", "-5", "--airport", "jfk"]).is_ok_and(|c| c.airport == "JFK"));
+        // The issuer's keys are published by the sink, so there must be one.
+        assert!(parse(&["--serve-dev-jwks", "/tmp/x"]).is_err());
+        assert!(parse(&["--serve-dev-jwks", "/tmp/x", "--sink-listen", "127.0.0.1:0"]).is_ok());
     }
 
     #[test]

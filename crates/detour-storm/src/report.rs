@@ -215,6 +215,13 @@ impl Report {
             reached: v.map_or_else(|| "not measured".to_owned(), |v| v.duplicates.to_string()),
             met: v.filter(|v| v.list_error.is_none()).map(|v| v.duplicates == 0),
         });
+        let uncovered = v.and_then(|v| v.travelers_without_proactive_case);
+        t.push(TargetCheck {
+            name: "travelers without a disruption case",
+            target: "0",
+            reached: uncovered.map_or_else(|| "not measured".to_owned(), |n| n.to_string()),
+            met: uncovered.map(|n| n == 0),
+        });
         let safety_shed = self.summary.shed_by_priority.get("safety").copied().unwrap_or(0)
             + self.contact_checks.as_ref().map_or(0, |c| c.safety_shed);
         t.push(TargetCheck {

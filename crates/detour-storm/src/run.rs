@@ -154,8 +154,20 @@ pub async fn run(config: StormConfig) -> Result<Report, StormError> {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|e| StormError::io(format!("notification sink on {addr}"), e))?;
-            let sink = sink::serve(listener)?;
+            let jwks = match &config.serve_dev_jwks {
+                Some(dir) => {
+                    let issuer = detour_auth::DevIssuer::load_or_create(dir)
+                        .map_err(|e| StormError::Config(format!("--serve-dev-jwks: {e}")))?;
+                    Some(serde_json::to_string(&issuer.jwks())?)
+                }
+                None => None,
+            };
+            let published = jwks.is_some();
+            let sink = sink::serve_with_jwks(listener, jwks)?;
             say(progress, format!("[sink] notification sink on http://{}", sink.addr()));
+            if published {
+                say(progress, format!("[sink] development issuer keys at http://{}/jwks.json", sink.addr()));
+            }
             Some(sink)
         }
         None => None,
@@ -220,6 +232,7 @@ async fn storm(
 ) -> Result<(), StormError> {
     let progress = config.progress;
     let bearer = Bearer::new(config.token.as_deref())?;
+    wait_ready(&config.server, Duration::from_secs(config.wait_ready_secs), progress).await?;
     // Control calls (import, reports, polling, checks) get their own connection, so following
     // the fan-out never queues behind the load.
     let control: Intake =
@@ -279,6 +292,9 @@ async fn storm(
                     .errors
                     .push(format!("the fan-out did not complete within {} s", config.fanout_timeout_secs));
             }
+            if let Some(why) = &f.gave_up {
+                report.errors.push(format!("following the fan-out stopped: {why}"));
+            }
             report.disruption = Some(f);
         }
         Err(e) => report.errors.push(format!("fan-out follower: {e}")),
@@ -325,6 +341,38 @@ async fn storm(
     report.verification =
         Some(scenario::verify(&control, crisis, &records, since, config.verify_max, true).await);
     Ok(())
+}
+
+/// Waits until the suite accepts connections and its health check answers SERVING (every
+/// database and the event bus reachable), so start-up is not measured as failures.
+async fn wait_ready(server: &str, patience: Duration, progress: bool) -> Result<(), StormError> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut last = String::from("not tried");
+    loop {
+        match connect_pool(server, 1, Duration::from_secs(5), &Bearer::new(None)?).await {
+            Ok(mut pool) => {
+                if let Some(channel) = pool.pop() {
+                    match HealthClient::new(channel)
+                        .check(HealthCheckRequest { service: String::new() })
+                        .await
+                    {
+                        Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return Ok(()),
+                        Ok(r) => last = format!("health {:?}", ServingStatus::try_from(r.get_ref().status)),
+                        Err(s) => last = format!("health check: {}", s.message()),
+                    }
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StormError::Scenario(format!("the suite at {server} is not ready: {last}")));
+        }
+        say(progress, format!("[storm] waiting for the suite: {last}"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn write_outputs(config: &StormConfig, report: &Report) -> Result<(), StormError> {

@@ -3,7 +3,8 @@
 //! `{"channel","to","language","subject","body"}`, an `Idempotency-Key` header, answered with
 //! `{"id": "<uuid>"}`), accepts everything at once and counts what arrived, so the benchmark
 //! measures the suite's fan-out rather than a provider. The suite is pointed at it with
-//! `DETOUR_NOTIFY_HTTP_URL=http://<addr>`.
+//! `DETOUR_NOTIFY='{http_url="http://<addr>"}'` (SMS and push; e-mail goes to an SMTP relay,
+//! which the benchmark does not provide).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -78,12 +79,30 @@ pub struct Sink {
 
 /// Serves the provider contract on `listener` until [`Sink::stop`].
 pub fn serve(listener: TcpListener) -> Result<Sink, StormError> {
+    serve_with_jwks(listener, None)
+}
+
+/// As [`serve`], also publishing `jwks` (a JSON Web Key Set) at `/jwks.json`: a suite on
+/// PostgreSQL refuses the development issuer itself, and trusts it for a benchmark run only as
+/// an ordinary issuer whose keys it fetches (`DETOUR_AUTH_ISSUERS`), as the end-to-end tests
+/// do.
+pub fn serve_with_jwks(listener: TcpListener, jwks: Option<String>) -> Result<Sink, StormError> {
     let addr = listener.local_addr().map_err(|e| StormError::io("notification sink address", e))?;
     let counts: Shared = Arc::default();
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/v1/messages", post(accept))
         .route("/v1/stats", get(stats))
         .with_state(counts.clone());
+    if let Some(jwks) = jwks {
+        let jwks: Arc<str> = jwks.into();
+        app = app.route(
+            "/jwks.json",
+            get(move || {
+                let jwks = jwks.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], jwks.to_string()) }
+            }),
+        );
+    }
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)

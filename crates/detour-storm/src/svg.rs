@@ -399,7 +399,12 @@ pub fn chart(r: &Report) -> String {
             dashed: false,
             points: progress
                 .iter()
-                .map(|s| (s.t, (s.notifications_delivered + s.notifications_undeliverable) as f64))
+                .map(|s| {
+                    let notified = s.notifications_delivered
+                        + s.notifications_acknowledged
+                        + s.notifications_undeliverable;
+                    (s.t, notified as f64)
+                })
                 .collect(),
         },
         Series {

@@ -55,3 +55,28 @@ async fn messages_are_accepted_counted_and_replayed_by_idempotency_key() {
     let s = sink.stop().await.unwrap();
     assert_eq!(s.accepted, 3);
 }
+
+#[tokio::test]
+async fn the_sink_publishes_a_key_set_when_given_one() {
+    let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b","kid":"k"}]}"#;
+    let sink = detour_storm::sink::serve_with_jwks(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Some(jwks.into()),
+    )
+    .unwrap();
+    let mut stream = TcpStream::connect(sink.addr()).await.unwrap();
+    stream.write_all(b"GET /jwks.json HTTP/1.1\r\nHost: sink\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(jwks), "{answer}");
+    sink.stop().await.unwrap();
+
+    // Without one there is nothing there.
+    let sink = detour_storm::sink::serve(TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let mut stream = TcpStream::connect(sink.addr()).await.unwrap();
+    stream.write_all(b"GET /jwks.json HTTP/1.1\r\nHost: sink\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+}

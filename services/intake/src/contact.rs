@@ -30,25 +30,16 @@ fn is_han(c: char) -> bool {
     matches!(c as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF | 0x20000..=0x2A6DF)
 }
 
-/// Admission priority of a contact; under overload the lowest is shed first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Priority {
-    Low,
-    Normal,
-    High,
-    /// Illness, injury, danger, stranding: never shed.
-    Safety,
-}
+pub use detour_admission::Priority;
 
-impl Priority {
-    pub fn to_proto(self) -> i32 {
-        (match self {
-            Self::Low => PbPriority::Low,
-            Self::Normal => PbPriority::Normal,
-            Self::High => PbPriority::High,
-            Self::Safety => PbPriority::Safety,
-        }) as i32
-    }
+/// The wire form of a contact's priority.
+pub fn priority_to_proto(p: Priority) -> i32 {
+    (match p {
+        Priority::Low => PbPriority::Low,
+        Priority::Normal => PbPriority::Normal,
+        Priority::High => PbPriority::High,
+        Priority::Safety => PbPriority::Safety,
+    }) as i32
 }
 
 /// Words that make a contact a safety case in either language. Kept broad on purpose: a false

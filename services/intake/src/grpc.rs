@@ -6,8 +6,8 @@ use std::sync::Arc;
 use detour_audit::{Audit, AuditLog, Outcome, Target};
 use detour_domain::wire::{self, MAX_TEXT_CHARS};
 use detour_domain::{
-    Actor, CaseCategory, CaseId, CaseStatus, Channel, NotificationId, PersonalData, Traveler, TravelerId, events, sla,
-    time,
+    Actor, CaseCategory, CaseId, CaseStatus, Channel, NotificationId, PersonalData, RequestedOutcome, Traveler,
+    TravelerId, events, sla, time,
 };
 use detour_errors::Violations;
 use detour_proto::common::v1 as common;
@@ -38,11 +38,26 @@ pub struct IntakeApi {
     pub(crate) fanout: Option<Arc<tokio::sync::Notify>>,
     /// Wakes the notification dispatcher when an acknowledgement is queued.
     pub(crate) dispatch: Option<Arc<tokio::sync::Notify>>,
+    /// Sheds contacts by priority under overload.
+    pub(crate) admission: Option<detour_admission::Admission>,
+    /// Per-caller rate limits on new contacts.
+    pub(crate) limiter: Option<Arc<dyn detour_admission::RateLimiter>>,
 }
 
 impl IntakeApi {
     pub fn new(repo: Arc<dyn IntakeRepository>, keys: Arc<PersonalDataKeys>, audit: AuditLog) -> Self {
-        Self { repo, keys, audit, fanout: None, dispatch: None }
+        Self { repo, keys, audit, fanout: None, dispatch: None, admission: None, limiter: None }
+    }
+
+    /// Admission control and per-caller rate limits on OpenCase.
+    pub fn with_admission(
+        mut self,
+        admission: detour_admission::Admission,
+        limiter: Arc<dyn detour_admission::RateLimiter>,
+    ) -> Self {
+        self.admission = Some(admission);
+        self.limiter = Some(limiter);
+        self
     }
 
     /// Wakes these background workers when there is work for them.
@@ -65,12 +80,8 @@ impl IntakeApi {
         &self,
         audit: &Audit,
         req: pb::OpenCaseRequest,
+        priority: contact::Priority,
     ) -> Result<pb::OpenCaseResponse, IntakeError> {
-        let priority = contact::priority(
-            Channel::from_proto(req.channel).unwrap_or(Channel::Web),
-            &req.description,
-            &[],
-        );
         let new = self.new_case(req).await?;
         let ack_channel = new.acknowledgement.as_ref().and_then(|a| a.channels.first().copied());
         let language = new.language.clone().unwrap_or_default();
@@ -96,7 +107,7 @@ impl IntakeApi {
             language: if replayed { case.language.clone().unwrap_or_default() } else { language },
             acknowledgement_id: ack.map(|a| common::NotificationId { value: a.to_string() }),
             acknowledgement_channel: if replayed { 0 } else { ack_channel.map_or(0, Channel::to_proto) },
-            priority: priority.to_proto(),
+            priority: contact::priority_to_proto(priority),
         })
     }
 
@@ -328,6 +339,12 @@ impl IntakeApi {
     }
 }
 
+/// How urgent an OpenCase is, read before the request is validated (admission comes first).
+fn contact_priority(req: &pb::OpenCaseRequest) -> contact::Priority {
+    let outcomes: Vec<_> = req.requested_outcomes.iter().filter_map(|o| RequestedOutcome::from_proto(*o)).collect();
+    contact::priority(Channel::from_proto(req.channel).unwrap_or(Channel::Web), &req.description, &outcomes)
+}
+
 /// FNV-1a over the request's identifying fields: stable across releases, unlike std's hasher.
 fn fingerprint(parts: &[&str]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -474,7 +491,21 @@ impl IntakeService for IntakeApi {
         request: Request<pb::OpenCaseRequest>,
     ) -> Result<Response<pb::OpenCaseResponse>, Status> {
         let audit = Audit::of_request(&request)?;
-        let result = self.open(&audit, request.into_inner()).await;
+        // Refused before any work: under a flood the cheapest answer is the best one. Shed
+        // contacts are not audited (that would be a write per refusal, at the worst moment);
+        // the admission metrics count them.
+        let priority = contact_priority(request.get_ref());
+        if let Some(limiter) = &self.limiter
+            && priority != contact::Priority::Safety
+        {
+            let source = format!("{}:{}", audit.actor.kind.as_str(), audit.actor.id);
+            limiter.check(&source, 1).await?;
+        }
+        let _permit = match &self.admission {
+            Some(a) => Some(a.admit(priority).await?),
+            None => None,
+        };
+        let result = self.open(&audit, request.into_inner(), priority).await;
         Ok(Response::new(self.audit.refusal(&audit, None, result).await?))
     }
 

@@ -3,6 +3,7 @@
 
 pub mod consumer;
 pub mod contact;
+pub mod dispatch;
 pub mod crisis;
 pub mod error;
 pub mod fanout;
@@ -62,6 +63,26 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
         let ring = settings
             .personal_data_keys()
             .map_err(|e| BuildError::Other { service: NAME, message: e.to_string() })?;
+        let notifiers = detour_notify::Notifiers::from_settings(&settings.notify)
+            .map_err(|e| BuildError::Other { service: NAME, message: e.to_string() })?;
+        let admission = detour_admission::Admission::new(
+            detour_admission::AdmissionSettings::with_capacity(settings.intake_admission_capacity),
+            Some(&mut *ctx.registry),
+        );
+        let limit = detour_admission::RateLimit {
+            per_second: settings.intake_rate_limit_per_second,
+            burst: settings.intake_rate_limit_burst,
+        };
+        // Replicas share one budget per caller through the event bus's Redis; one process keeps
+        // its own.
+        let limiter: Arc<dyn detour_admission::RateLimiter> = if settings.events_url.starts_with("redis://") {
+            let redis = detour_admission::RedisRateLimiter::connect(&settings.events_url, "detour:intake", limit)
+                .await
+                .map_err(|e| BuildError::Other { service: NAME, message: format!("rate limiter: {e}") })?;
+            Arc::new(redis.with_metrics(&mut *ctx.registry))
+        } else {
+            Arc::new(detour_admission::LocalRateLimiter::new(limit).with_metrics(&mut *ctx.registry))
+        };
         let mut keys = None;
         let background = ctx.background.clone();
         let wake_fanout = Arc::new(Notify::new());
@@ -75,11 +96,20 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
                 workers = Some((repo.clone(), personal.clone()));
                 let updater = Arc::new(consumer::CaseViewUpdater::new(repo.clone()));
                 let api = grpc::IntakeApi::new(repo, personal, audit)
-                    .with_workers(wake_fanout.clone(), wake_dispatch.clone());
+                    .with_workers(wake_fanout.clone(), wake_dispatch.clone())
+                    .with_admission(admission, limiter);
                 Wiring::grpc(IntakeServiceServer::new(api)).consume(consumer::GROUP, WATCHED, updater)
             })
             .await?;
         if let Some((repo, personal)) = workers {
+            let dispatcher = dispatch::Dispatcher::new(
+                repo.clone(),
+                personal.clone(),
+                notifiers,
+                dispatch::DispatchSettings::default(),
+                wake_dispatch.clone(),
+            );
+            part.tasks.push(dispatcher.spawn(background.clone()));
             let fanout = fanout::FanoutWorker::new(
                 repo,
                 personal,

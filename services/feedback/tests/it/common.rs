@@ -43,6 +43,7 @@ pub fn case_opened(case_id: CaseId, received_at: Instant) -> Envelope {
             description: "Hotel room was dirty".into(),
             requested_outcomes: vec![],
             received_at: Some(time::to_proto(received_at)),
+            incident_id: None,
         }),
     )
 }

@@ -40,6 +40,7 @@ pub fn case_opened(case_id: CaseId, description: &str, received_at: Instant) -> 
             description: description.into(),
             requested_outcomes: vec![],
             received_at: Some(time::to_proto(received_at)),
+            incident_id: None,
         }),
     )
 }

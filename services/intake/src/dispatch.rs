@@ -1,0 +1,213 @@
+//! The notification dispatcher: claims due notifications, renders each in the traveler's
+//! language for its current channel, sends it, and records what happened. A transient failure
+//! is retried on the same channel with growing pauses; a permanent one (or a channel this
+//! deployment cannot send on) moves to the traveler's next channel; when none is left the
+//! notification is undeliverable and an agent must call. Several replicas dispatch at once:
+//! each claims its notifications with a lease, and a crashed replica's claims run out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use detour_domain::{Channel, time};
+use detour_notify::{
+    Affected, DisruptionFacts, Language, Notifiers, NotifyChannel, OutgoingMessage, SendError, TemplateVars,
+};
+use detour_vault::SecretString;
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::crisis::{
+    DeliveryAttempt, DisruptionKind, DueNotification, Incident, NextStep, Purpose, Scope, SendResult,
+};
+use crate::error::IntakeError;
+use crate::keys::PersonalDataKeys;
+use crate::repo::IntakeRepository;
+
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// Notifications claimed per round.
+    pub batch: u32,
+    /// Sends in flight at once.
+    pub concurrency: usize,
+    /// How long a claim holds before another replica may send the notification.
+    pub lease: Duration,
+    /// Attempts on one channel before moving to the next.
+    pub attempts_per_channel: i32,
+    /// Pause before the first retry; doubled for each further one.
+    pub first_retry: Duration,
+    /// How often to look for due notifications when nothing wakes the dispatcher.
+    pub poll: Duration,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            batch: 500,
+            concurrency: 64,
+            lease: Duration::from_secs(60),
+            attempts_per_channel: 3,
+            first_retry: Duration::from_secs(10),
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+pub struct Dispatcher {
+    repo: Arc<dyn IntakeRepository>,
+    keys: Arc<PersonalDataKeys>,
+    notifiers: Notifiers,
+    settings: DispatchSettings,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        repo: Arc<dyn IntakeRepository>,
+        keys: Arc<PersonalDataKeys>,
+        notifiers: Notifiers,
+        settings: DispatchSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self { repo, keys, notifiers, settings, wake }
+    }
+
+    pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = self.run_once().await {
+                    tracing::warn!(error = %e, "notification dispatch failed; retrying");
+                }
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(self.settings.poll) => {}
+                }
+            }
+        })
+    }
+
+    /// Sends everything due now; answers how many notifications were handled.
+    pub async fn run_once(&self) -> Result<usize, IntakeError> {
+        let mut handled = 0;
+        loop {
+            let now = time::now();
+            let lease = chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
+            let due = self.repo.claim_notifications(now, now + lease, self.settings.batch).await?;
+            if due.is_empty() {
+                return Ok(handled);
+            }
+            let results: Vec<SendResult> = futures::stream::iter(due)
+                .map(|d| self.deliver(d))
+                .buffer_unordered(self.settings.concurrency)
+                .collect()
+                .await;
+            handled += results.len();
+            self.repo.record_sends(&results, time::now()).await?;
+        }
+    }
+
+    async fn deliver(&self, due: DueNotification) -> SendResult {
+        let n = &due.notification;
+        let channel = n.channel().unwrap_or(Channel::Email);
+        let at = time::now();
+        let outcome = self.send(&due, channel).await;
+        let (accepted, detail, next) = match outcome {
+            Ok(id) => (true, id, NextStep::Delivered),
+            Err(Failure::Transient(why)) if n.attempts_on_channel + 1 < self.settings.attempts_per_channel => {
+                let pause = self.settings.first_retry * 2u32.saturating_pow(u32::try_from(n.attempts_on_channel).unwrap_or(0));
+                let retry = at + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(60));
+                (false, why, NextStep::Retry { at: retry })
+            }
+            Err(Failure::Transient(why) | Failure::Permanent(why)) => {
+                let next = if n.channel_index + 1 < n.channels.len() { NextStep::NextChannel } else { NextStep::Undeliverable };
+                (false, why, next)
+            }
+        };
+        SendResult { id: n.id, attempt: DeliveryAttempt { at, channel, accepted, detail }, next }
+    }
+
+    /// Sends on `channel`; the provider's message id, or why not (no personal data).
+    async fn send(&self, due: &DueNotification, channel: Channel) -> Result<String, Failure> {
+        let n = &due.notification;
+        let Some(sealed) = &due.sealed else {
+            return Err(Failure::Permanent("the traveler's personal data was erased".into()));
+        };
+        let personal = self
+            .keys
+            .open(n.case_id, sealed)
+            .await
+            .map_err(|e| Failure::Transient(format!("personal data could not be opened: {e}")))?;
+        let (notify_channel, to) = match channel {
+            Channel::Email => (NotifyChannel::Email, personal.email().map(str::to_owned)),
+            Channel::Sms => (NotifyChannel::Sms, personal.phone().map(str::to_owned)),
+            Channel::App => (NotifyChannel::Push, Some(n.traveler_id.to_string())),
+            Channel::Wechat => (NotifyChannel::Wechat, Some(n.traveler_id.to_string())),
+            other => return Err(Failure::Permanent(format!("nothing can be sent on {other}"))),
+        };
+        let Some(to) = to else {
+            return Err(Failure::Permanent(format!("no {} address for the traveler", channel.as_str())));
+        };
+        let language = Language::from_tag(&n.language);
+        let vars = TemplateVars {
+            case_number: due.case_number.clone(),
+            first_response_due: Some(due.first_response_due),
+            traveler_name: Some(SecretString::new(personal.full_name().to_owned())),
+            disruption: due.incident.as_ref().map(facts),
+        };
+        let purpose = match n.purpose {
+            Purpose::Acknowledgement => detour_notify::Purpose::Acknowledgement,
+            Purpose::Disruption => detour_notify::Purpose::Disruption,
+            Purpose::DisruptionUpdate => detour_notify::Purpose::DisruptionUpdate,
+        };
+        let message = OutgoingMessage {
+            notification_id: n.id.to_string(),
+            channel: notify_channel,
+            to: SecretString::new(to),
+            language,
+            rendered: detour_notify::render(purpose, language, notify_channel, &vars),
+        };
+        match self.notifiers.send(&message).await {
+            Ok(receipt) => Ok(receipt.provider_message_id),
+            Err(SendError::Transient { reason }) => Err(Failure::Transient(reason)),
+            Err(SendError::Permanent { reason }) => Err(Failure::Permanent(reason)),
+            Err(e @ SendError::NotConfigured { .. }) => Err(Failure::Permanent(e.to_string())),
+        }
+    }
+}
+
+enum Failure {
+    Transient(String),
+    Permanent(String),
+}
+
+/// What the templates say about an incident.
+fn facts(i: &Incident) -> DisruptionFacts {
+    use detour_notify::DisruptionKind as K;
+    let kind = match i.kind {
+        DisruptionKind::FlightCancelled => K::Cancelled,
+        DisruptionKind::FlightDelayed => K::Delayed,
+        DisruptionKind::FlightDiverted => K::Diverted,
+        DisruptionKind::AirportClosed => K::AirportClosed,
+        DisruptionKind::HotelClosed => K::HotelClosed,
+        DisruptionKind::OperatorFailure => K::OperatorFailure,
+        DisruptionKind::Weather => K::Weather,
+        DisruptionKind::Security => K::Security,
+    };
+    let affected = match &i.scope {
+        Scope::Flight { flight_number, local_date } => {
+            Affected::Flight { number: flight_number.clone(), local_date: local_date.to_string() }
+        }
+        Scope::Airport { airport, .. } => Affected::Airport { code: airport.clone() },
+        Scope::Property { property_code, .. } => Affected::Property { name: property_code.clone() },
+        Scope::Operator { operator_code, .. } => Affected::Operator { name: operator_code.clone() },
+        Scope::Area { locations, .. } => Affected::Area { locations: locations.clone() },
+    };
+    DisruptionFacts {
+        kind,
+        affected,
+        reason: (!i.reason.is_empty()).then(|| i.reason.clone()),
+        delay_minutes: u32::try_from(i.delay_minutes).ok().filter(|m| *m > 0),
+        diverted_to: i.diverted_to.clone(),
+    }
+}
