@@ -86,7 +86,7 @@ pub struct Target {
 type Authed = InterceptedService<GrpcChannel, Bearer>;
 type Client = IntakeServiceClient<Authed>;
 
-async fn connect(target: &Target) -> Result<Client, String> {
+pub(crate) async fn connect(target: &Target) -> Result<Client, String> {
     Ok(IntakeServiceClient::new(channel(target).await?))
 }
 
@@ -103,7 +103,7 @@ async fn channel(target: &Target) -> Result<Authed, String> {
     Ok(InterceptedService::new(channel, bearer))
 }
 
-fn describe(status: tonic::Status) -> String {
+pub(crate) fn describe(status: tonic::Status) -> String {
     let mut out = format!("{:?}: {}", status.code(), status.message());
     if status.code() == tonic::Code::Unauthenticated {
         out.push_str(

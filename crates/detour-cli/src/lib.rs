@@ -1,6 +1,7 @@
 //! The pieces of the `detour` command that tests drive directly.
 
 pub mod client;
+pub mod itinerary;
 
 use detour_server::ServiceModule;
 

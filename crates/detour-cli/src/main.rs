@@ -77,6 +77,20 @@ enum Command {
         #[arg(long, global = true, env = "DETOUR_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// The itinerary registry: bookings in bulk.
+    Itinerary {
+        #[command(subcommand)]
+        command: ItineraryCommand,
+        /// The suite's gRPC address.
+        #[arg(long, global = true, env = "DETOUR_SERVER", default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        /// Bearer token (a crisis manager's or admin's; `detour token --role crisis_manager`).
+        #[arg(long, global = true, env = "DETOUR_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     // --- storm benchmark (crates/detour-storm) ---
     /// The storm benchmark: a crisis against a running suite, measured against an echo server
     /// and PostgreSQL inserts on the same machine (JSON report on stdout, progress on stderr).
@@ -94,6 +108,20 @@ struct DevArgs {
     grpc_addr: Option<SocketAddr>,
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Subcommand)]
+enum ItineraryCommand {
+    /// Imports bookings from a CSV or JSON file (format from the extension or --format),
+    /// streamed in chunks; prints what was stored and every refused trip with why.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        format: Option<String>,
+        /// Trips per streamed message.
+        #[arg(long, default_value_t = 500)]
+        chunk: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -299,6 +327,22 @@ async fn main() -> ExitCode {
                 CaseCommand::Audit { case_id, actor, limit, page_token } => {
                     client::audit(&server, case_id, actor, limit, page_token, output).await
                 }
+            };
+            match result {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Itinerary { command, server, json, token } => {
+            let output = if json { Output::Json } else { Output::Text };
+            let server = client::Target { url: server, token };
+            let ItineraryCommand::Import { file, format, chunk } = command;
+            let result = match detour_cli::itinerary::read_trips(&file, format.as_deref()) {
+                Ok(trips) => detour_cli::itinerary::import(&server, trips, chunk, output).await,
+                Err(e) => Err(e),
             };
             match result {
                 Ok(text) => {

@@ -87,6 +87,14 @@ impl Dev {
     }
 }
 
+impl Dev {
+    /// SIGKILL: the process dies mid-whatever, with no chance to flush or drain.
+    fn kill_hard(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
 impl Drop for Dev {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -180,6 +188,33 @@ fn open_list_show_and_survive_a_restart() {
     let shown: serde_json::Value = serde_json::from_str(&ok(&dev, &["case", "show", &id, "--json"])).unwrap();
     assert_eq!(shown["case_id"], id.as_str());
     assert!(shown["timeline"].as_array().unwrap().len() >= 2);
+    dev.terminate();
+}
+
+#[test]
+fn acknowledged_cases_survive_killing_the_process_right_after_the_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let mut acknowledged = Vec::new();
+    for i in 0..12 {
+        let text = format!("Contact {i}: my flight was cancelled");
+        let phone = format!("+4477009001{i:02}");
+        let open = [
+            "case", "open", "--name", "Crash Test", "--phone", &phone, "--channel", "sms", "--supplier", "CA",
+            "--reference", "CA981", "--booking", "PNRKILL", "--from", "PEK", "--to", "JFK", "--starts",
+            "2026-12-03T10:00:00Z", "--text", &text, "--json",
+        ];
+        let ack: serde_json::Value = serde_json::from_str(&ok(&dev, &open)).unwrap();
+        acknowledged.push(ack["case_id"].as_str().unwrap().to_owned());
+    }
+    // The last acknowledgement has just been printed: kill -9 now.
+    dev.kill_hard();
+
+    let dev = Dev::start(dir.path());
+    for id in &acknowledged {
+        let shown: serde_json::Value = serde_json::from_str(&ok(&dev, &["case", "show", id, "--json"])).unwrap();
+        assert_eq!(shown["case_id"], id.as_str(), "an acknowledged case was lost");
+    }
     dev.terminate();
 }
 
@@ -304,4 +339,37 @@ fn kek_prints_a_fresh_key_in_the_settings_format() {
         primary: "kek-2026-11".into(),
     };
     settings.key_ring().unwrap();
+}
+
+#[test]
+fn itineraries_import_from_a_csv_file_with_progress_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let minted = Command::new(BIN)
+        .args(["token", "--role", "crisis_manager", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+    let csv = "booking_reference,traveler_id,full_name,email,phone,preferred_language,contact_channels,kind,supplier_code,service_reference,origin,destination,local_date,starts_at,ends_at
+PNR1,00000000-0000-4000-8000-000000000001,Li Wei,li@example.com,+8613800138000,zh-CN,sms;email,flight,CA,CA981,PEK,JFK,2026-12-03,2026-12-03T01:00:00Z,2026-12-03T14:00:00Z
+PNR1,00000000-0000-4000-8000-000000000002,Wang Fang,wang@example.com,,zh-CN,email,flight,CA,CA981,PEK,JFK,2026-12-03,2026-12-03T01:00:00Z,2026-12-03T14:00:00Z
+PNR2,00000000-0000-4000-8000-000000000003,Ann Lee,ann@example.com,,en,,flight,CA,CA983,PEK,LAX,2026-12-03,2026-12-03T02:00:00Z,
+PNR3,00000000-0000-4000-8000-000000000004,No Date,nd@example.com,,en,,flight,CA,CA985,PEK,SFO,,2026-12-03T03:00:00Z,
+";
+    let file = dir.path().join("bookings.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = client(&dev.server, &token, &["itinerary", "import", file.to_str().unwrap(), "--chunk", "2", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["trips_stored"], 2);
+    assert_eq!(done["segments_stored"], 2);
+    assert_eq!(done["refused"][0]["booking_reference"], "PNR3");
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(progress.contains("import: sent 2/3 trips") && progress.contains("import: sent 3/3 trips"), "{progress}");
+    // An agent may not import.
+    let refused = client(&dev.server, &dev.token, &["itinerary", "import", file.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("PermissionDenied"));
+    dev.terminate();
 }

@@ -23,6 +23,7 @@ use detour_telemetry::{GrpcMetrics, GrpcTraceLayer, Metrics};
 
 use crate::Settings;
 use crate::limits::{AdmissionLayer, RequestSizeLimitLayer};
+use crate::undecodable::UndecodableLayer;
 use crate::module::{BuildContext, BuildError, BusDependency, Dependency, ServiceModule, ServicePart};
 
 /// How often dependencies are re-checked once serving.
@@ -180,7 +181,8 @@ const UNLIMITED_PATHS: &[&str] = &["/grpc.health.v1.Health/"];
 ///
 /// Outermost first: tonic's per-call timeout (the shorter of `request_timeout_secs` and the
 /// caller's `grpc-timeout`), the span and RED metrics of each call, gRPC-Web translation, the
-/// request message size limit, then the concurrency limit with load shedding. The limits sit
+/// request message size limit, then the concurrency limit with load shedding, and innermost the
+/// mapping of undecodable requests to `INVALID_ARGUMENT`. The limits sit
 /// inside the timeout, so waiting for a slot counts against the call's deadline; inside the
 /// metrics, so refused calls are counted with their codes (`RESOURCE_EXHAUSTED`,
 /// `UNAVAILABLE`); and inside gRPC-Web, so gRPC-Web callers get their refusals in gRPC-Web
@@ -210,6 +212,7 @@ pub fn serve_grpc(
         // Before admission, so calls without a valid token never take a slot.
         .layer(tower::util::option_layer(auth))
         .layer(AdmissionLayer::new(settings.concurrency_limit, settings.queue_wait(), UNLIMITED_PATHS))
+        .layer(UndecodableLayer)
         .add_routes(routes);
     router.serve_with_incoming_shutdown(incoming, shutdown)
 }

@@ -11,6 +11,7 @@ pub mod host;
 pub mod limits;
 pub mod module;
 pub mod process;
+pub mod undecodable;
 
 pub use config::{ConfigError, LogFormat, Settings};
 pub use host::{HostError, serve};

@@ -86,7 +86,7 @@ const CHANNELS: [common::Channel; 5] = [
 
 const ZH_TEXTS: [&str; 4] = [
     "航班取消了，请帮我改签明天的航班",
-    "我的航班被取消，现在滞留在首都机场，需要酒店",
+    "我的航班被取消了，今晚需要一间酒店",
     "航班取消，我要求全额退款",
     "请问取消的航班什么时候能重新安排？",
 ];
@@ -96,9 +96,12 @@ const EN_TEXTS: [&str; 4] = [
     "Cancelled flight, I want a full refund",
     "When will you rebook the cancelled flight? Nobody at the desk knows anything",
 ];
-const ZH_SAFETY: [&str; 2] = ["老人摔倒受伤，需要医生", "孩子发高烧，在机场需要医疗帮助"];
-const EN_SAFETY: [&str; 2] =
-    ["My mother fell and is injured, we need a doctor", "My husband has chest pain at the gate, please help"];
+// Plainly about injury or illness, as a traveler would put it; the first two are the issue's.
+const ZH_SAFETY: [&str; 2] = ["老人摔倒受伤，需要医生", "孩子发高烧昏迷了，需要去医院"];
+const EN_SAFETY: [&str; 2] = [
+    "My mother fell and is injured, we need a doctor",
+    "My husband collapsed at the gate with chest pain, please call an ambulance",
+];
 
 // Seed streams (see rng::Rng::derive); phases add their number so each draws its own contacts.
 const STREAM_CONTACTS: u64 = 100;
@@ -524,12 +527,8 @@ mod tests {
         spec.safety = true;
         spec.handle = Handle::TravelerId;
         let r = c.request(&spec).unwrap();
-        assert!(
-            r.description.contains("医生")
-                || r.description.contains("doctor")
-                || r.description.contains("医疗")
-                || r.description.contains("pain")
-        );
+        assert!(ZH_SAFETY.contains(&r.description.as_str()) || EN_SAFETY.contains(&r.description.as_str()));
+        assert_eq!(r.requested_outcomes, vec![common::RequestedOutcome::Help as i32]);
         assert_eq!(r.traveler.unwrap().id.unwrap().value, t.id);
         assert!(c.request(&ContactSpec { traveler: 10_000, ..spec }).is_none());
     }

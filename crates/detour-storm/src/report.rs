@@ -48,6 +48,8 @@ pub struct Ratios {
     pub intake_over_postgres_insert: Option<f64>,
     /// The half-load phase's offered rate: 0.5 × 0.4 × the echo ceiling, unless given.
     pub half_load_rate_per_sec: Option<f64>,
+    /// Half of what intake acknowledged per second saturated: the half-own-load phase's rate.
+    pub half_own_load_rate_per_sec: Option<f64>,
 }
 
 /// The headline figures the issue asks for.
@@ -61,6 +63,8 @@ pub struct Summary {
     pub ack_p999_ms: Option<f64>,
     /// p99 acknowledgement at the half-load rate.
     pub half_load_p99_ms: Option<f64>,
+    /// p99 acknowledgement at half of intake's own saturated rate.
+    pub half_own_load_p99_ms: Option<f64>,
     /// ReportDisruption to the last affected traveler notified (the run's clock; the server's
     /// timestamps and the sink's are in `disruption`).
     pub time_to_last_notified_secs: Option<f64>,
@@ -103,6 +107,8 @@ pub struct Report {
     pub saturation: Option<PhaseReport>,
     /// OpenCase open loop at the half-load rate.
     pub half_load: Option<PhaseReport>,
+    /// OpenCase open loop at half the saturated phase's rate (informative).
+    pub half_own_load: Option<PhaseReport>,
     pub contact_checks: Option<ContactChecks>,
     pub verification: Option<Verification>,
     pub sink: Option<SinkSnapshot>,
@@ -124,9 +130,12 @@ impl Report {
             intake_over_echo: intake.zip(echo).map(|(i, e)| i / e),
             intake_over_postgres_insert: intake.zip(pg).map(|(i, p)| i / p),
             half_load_rate_per_sec: half_load_rate,
+            half_own_load_rate_per_sec: self.half_own_load.as_ref().and_then(|p| p.target_rate_per_sec),
         };
         let mut shed = BTreeMap::new();
-        for p in [&self.contacts, &self.saturation, &self.half_load].into_iter().flatten() {
+        for p in
+            [&self.contacts, &self.saturation, &self.half_load, &self.half_own_load].into_iter().flatten()
+        {
             for (k, v) in &p.shed_by_priority {
                 *shed.entry(k.clone()).or_default() += v;
             }
@@ -139,6 +148,11 @@ impl Report {
             ack_p99_ms: during.map(|l| l.p99_ms),
             ack_p999_ms: during.map(|l| l.p999_ms),
             half_load_p99_ms: half.map(|p| p.latency_ms.p99_ms),
+            half_own_load_p99_ms: self
+                .half_own_load
+                .as_ref()
+                .filter(|p| p.ok > 0)
+                .map(|p| p.latency_ms.p99_ms),
             time_to_last_notified_secs: self.disruption.as_ref().and_then(|d| d.last_notified_secs),
             affected_travelers: self.disruption.as_ref().map(|d| d.last.affected_travelers),
             cases_lost: self.verification.as_ref().map(|v| v.lost),
@@ -215,9 +229,9 @@ impl Report {
             reached: v.map_or_else(|| "not measured".to_owned(), |v| v.duplicates.to_string()),
             met: v.filter(|v| v.list_error.is_none()).map(|v| v.duplicates == 0),
         });
-        let uncovered = v.and_then(|v| v.travelers_without_proactive_case);
+        let uncovered = v.and_then(|v| v.travelers_without_case);
         t.push(TargetCheck {
-            name: "travelers without a disruption case",
+            name: "affected travelers without a case",
             target: "0",
             reached: uncovered.map_or_else(|| "not measured".to_owned(), |n| n.to_string()),
             met: uncovered.map(|n| n == 0),

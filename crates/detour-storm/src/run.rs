@@ -26,6 +26,7 @@ use crate::stats::PhaseReport;
 const PHASE_FANOUT: u64 = 1;
 const PHASE_SATURATED: u64 = 2;
 const PHASE_HALF_LOAD: u64 = 3;
+const PHASE_HALF_OWN_LOAD: u64 = 4;
 
 /// The target: acceptance at 40 % of the echo ceiling, p99 judged at half that load.
 const TARGET_SHARE_OF_ECHO: f64 = 0.4;
@@ -320,7 +321,7 @@ async fn storm(
                 stop: Stop::After(Duration::from_secs(config.half_load_secs)),
                 progress,
             };
-            let target = Arc::new(ContactTarget::new(contacts.clone(), pool, PHASE_HALF_LOAD));
+            let target = Arc::new(ContactTarget::new(contacts.clone(), pool.clone(), PHASE_HALF_LOAD));
             match drive(&half, target).await {
                 Ok(p) => report.half_load = Some(p),
                 Err(e) => report.errors.push(format!("half load: {e}")),
@@ -329,6 +330,24 @@ async fn storm(
         None => report.ceilings.skipped.push("half load: no echo ceiling and no --half-load-rate".into()),
     }
 
+    // Informative, not a target: the p99 at half of what intake itself sustained, to tell a
+    // latency problem from a throughput one when the half-load rate is beyond intake.
+    let own = report.saturation.as_ref().map(|p| p.ok_per_sec * 0.5).filter(|r| *r > 0.0);
+    if let Some(rate) = own {
+        let plan = LoadPlan {
+            name: "half-own-load".into(),
+            pacing: Pacing::Open { rate_per_sec: rate, max_in_flight: config.concurrency },
+            stop: Stop::After(Duration::from_secs(config.half_load_secs)),
+            progress,
+        };
+        let target = Arc::new(ContactTarget::new(contacts.clone(), pool, PHASE_HALF_OWN_LOAD));
+        match drive(&plan, target).await {
+            Ok(p) => report.half_own_load = Some(p),
+            Err(e) => report.errors.push(format!("half own load: {e}")),
+        }
+    }
+
+    let fanned_out = report.disruption.as_ref().is_some_and(|d| d.complete);
     let records = contacts.records();
     report.contact_checks = Some(contacts::check(&records));
     say(
@@ -339,7 +358,7 @@ async fn storm(
         ),
     );
     report.verification =
-        Some(scenario::verify(&control, crisis, &records, since, config.verify_max, true).await);
+        Some(scenario::verify(&control, crisis, &records, since, config.verify_max, fanned_out).await);
     Ok(())
 }
 

@@ -469,8 +469,10 @@ pub struct Verification {
     /// Cases ListCases shows opened since the run started, by channel.
     pub listed_cases: u64,
     pub listed_by_channel: BTreeMap<String, u64>,
-    /// Generated travelers with no PROACTIVE case for their flight (when the disruption ran).
-    pub travelers_without_proactive_case: Option<u64>,
+    /// Generated travelers with no case at all for their disrupted flight after the fan-out:
+    /// a PROACTIVE one, or the one their own earlier contact opened, which the fan-out must use
+    /// instead of opening a second. Must be 0.
+    pub travelers_without_case: Option<u64>,
     /// (traveler, flight) pairs with more than one case, from the listing and the
     /// acknowledgements together: must be 0.
     pub duplicates: u64,
@@ -495,7 +497,7 @@ pub async fn verify(
     records: &[ContactRecord],
     since: DateTime<Utc>,
     max: usize,
-    expect_proactive: bool,
+    fanned_out: bool,
 ) -> Verification {
     let mut v = Verification::default();
     // (traveler id, flight number) → case ids.
@@ -545,7 +547,7 @@ pub async fn verify(
         }
     }
 
-    let mut proactive: BTreeSet<String> = BTreeSet::new();
+    let mut listed: BTreeSet<(String, String)> = BTreeSet::new();
     let mut page_token = String::new();
     loop {
         let request = pb::ListCasesRequest {
@@ -565,9 +567,7 @@ pub async fn verify(
                     let flight = case.segment.as_ref().map(|s| s.service_reference.clone());
                     let id = case.case_id.as_ref().map(|i| i.value.clone());
                     if let (Some(traveler), Some(flight), Some(id)) = (traveler, flight, id) {
-                        if case.channel == common::Channel::Proactive as i32 {
-                            proactive.insert(traveler.clone());
-                        }
+                        listed.insert((traveler.clone(), flight.clone()));
                         cases_of.entry((traveler, flight)).or_default().insert(id);
                     }
                 }
@@ -582,9 +582,11 @@ pub async fn verify(
             }
         }
     }
-    if expect_proactive && v.list_error.is_none() {
-        v.travelers_without_proactive_case =
-            Some(crisis.travelers.iter().filter(|t| !proactive.contains(&t.id)).count() as u64);
+    if fanned_out && v.list_error.is_none() {
+        let uncovered = crisis.travelers.iter().filter(|t| {
+            crisis.flights.get(t.flight).is_none_or(|f| !listed.contains(&(t.id.clone(), f.number.clone())))
+        });
+        v.travelers_without_case = Some(uncovered.count() as u64);
     }
     for ((traveler, flight), ids) in &cases_of {
         if ids.len() > 1 {

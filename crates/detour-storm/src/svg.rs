@@ -318,6 +318,14 @@ pub(crate) fn summary_lines(r: &Report) -> Vec<(String, String)> {
             "p99 at half load".to_owned(),
             format!("{} at {}", opt(s.half_load_p99_ms, " ms"), opt(r.ratios.half_load_rate_per_sec, "/s")),
         ),
+        (
+            "p99 at half of intake's own saturated rate".to_owned(),
+            format!(
+                "{} at {}",
+                opt(s.half_own_load_p99_ms, " ms"),
+                opt(r.ratios.half_own_load_rate_per_sec, "/s")
+            ),
+        ),
         ("report to last traveler notified".to_owned(), fanout),
         ("cases lost".to_owned(), count(s.cases_lost)),
         ("duplicates created".to_owned(), count(s.duplicates_created)),
@@ -361,6 +369,7 @@ pub fn chart(r: &Report) -> String {
         ok_series("intake saturated", "#d62728", false, r.saturation.as_ref()),
         ok_series("intake during fan-out", "#1f77b4", false, r.contacts.as_ref()),
         ok_series("intake at half load", "#2ca02c", false, r.half_load.as_ref()),
+        ok_series("intake at half its own rate", "#bcbd22", false, r.half_own_load.as_ref()),
     ];
     line_panel(
         &mut out,
@@ -378,6 +387,7 @@ pub fn chart(r: &Report) -> String {
         ("fan-out", r.contacts.as_ref()),
         ("saturated", r.saturation.as_ref()),
         ("half load", r.half_load.as_ref()),
+        ("half own", r.half_own_load.as_ref()),
     ] {
         if let Some(p) = p {
             phases.push((name, p));

@@ -238,6 +238,9 @@ impl IntakeApi {
     async fn new_case(&self, req: pb::OpenCaseRequest) -> Result<NewCase, IntakeError> {
         let mut v = Violations::new();
         let by_handle = req.traveler.as_ref().is_some_and(|t| t.full_name.trim().is_empty());
+        // The id as sent: a traveler sent without one gets a fresh id per request, which must not
+        // make a retry look like another request.
+        let sent_id = req.traveler.as_ref().and_then(|t| t.id.as_ref()).map(|i| i.value.trim().to_owned()).unwrap_or_default();
         let traveler = if by_handle {
             None
         } else {
@@ -263,7 +266,14 @@ impl IntakeApi {
             return Err(IntakeError::Invalid(v));
         };
         let (traveler, preferred) = match (traveler, &req.traveler) {
-            (Some(t), _) => {
+            (Some(mut t), _) => {
+                // A traveler sent in full but without an id is still the registry's traveler
+                // when their phone or e-mail says so: their contacts then merge like any other.
+                if sent_id.is_empty()
+                    && let Some(known) = self.known_by_contact(&t.personal).await?
+                {
+                    t.id = known;
+                }
                 let preferred = match self.repo.registered_traveler(t.id).await? {
                     Some(r) => r.contact_channels,
                     None => Vec::new(),
@@ -286,7 +296,7 @@ impl IntakeApi {
         };
         let p = &traveler.personal;
         let fingerprint = fingerprint(&[
-            &traveler.id.to_string(),
+            &sent_id,
             p.full_name(),
             p.email().unwrap_or_default(),
             p.phone().unwrap_or_default(),

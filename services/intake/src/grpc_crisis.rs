@@ -551,6 +551,18 @@ impl IntakeApi {
         Ok((found, personal))
     }
 
+    /// The registered traveler whose phone (else e-mail) this is, when exactly one is.
+    pub(crate) async fn known_by_contact(&self, personal: &PersonalData) -> Result<Option<TravelerId>, IntakeError> {
+        for (handle, value) in [(Handle::Phone, personal.phone()), (Handle::Email, personal.email())] {
+            let Some(value) = value else { continue };
+            let index = self.keys.lookup_index(handle, value).await?;
+            if let Ok(t) = one(self.repo.travelers_by_index(handle, &index).await?) {
+                return Ok(Some(t.id));
+            }
+        }
+        Ok(None)
+    }
+
     /// Answers an import: every refused trip with why, the rest stored in chunks.
     pub(crate) async fn import(
         &self,
