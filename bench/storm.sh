@@ -147,9 +147,9 @@ fi
 
 say "running the storm: bench/results/$name.json and .svg"
 status=0
-"$detour" storm \
+# The token goes by environment, not argv, where any process listing would show it.
+DETOUR_TOKEN="$token" "$detour" storm \
   --server "http://127.0.0.1:$grpc_port" \
-  --token "$token" \
   --postgres-url "$database_url" \
   --sink-listen "127.0.0.1:$sink_port" \
   --serve-dev-jwks "$issuer_dir" \

@@ -37,17 +37,48 @@ fn say(progress: bool, line: impl AsRef<str>) {
     }
 }
 
+/// The command line, to reproduce the run, with the token and any database password left out.
 fn command_line() -> String {
-    std::env::args()
-        .map(|a| {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\|&;<>(){}*?".contains(c)) {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            } else {
-                a
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    redacted_command(std::env::args())
+}
+
+fn redacted_command(args: impl IntoIterator<Item = String>) -> String {
+    let mut out = Vec::new();
+    let mut secret_next = false;
+    for arg in args {
+        let arg = if secret_next {
+            secret_next = false;
+            "<redacted>".to_owned()
+        } else if arg == "--token" {
+            secret_next = true;
+            arg
+        } else if arg.starts_with("--token=") {
+            "--token=<redacted>".to_owned()
+        } else {
+            without_password(&arg)
+        };
+        if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || "'\"$`\\|&;<>(){}*?".contains(c)) {
+            out.push(format!("'{}'", arg.replace('\'', "'\\''")));
+        } else {
+            out.push(arg);
+        }
+    }
+    out.join(" ")
+}
+
+/// `postgres://user:password@host/db` → `postgres://user:<redacted>@host/db`; anything else as
+/// it is.
+fn without_password(arg: &str) -> String {
+    let Some(scheme_end) = arg.find("://") else { return arg.to_owned() };
+    let rest = &arg[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|colon| (colon, at))) {
+        Some((colon, at)) => {
+            format!("{}{}:<redacted>{}", &arg[..scheme_end + 3], &authority[..colon], &rest[at..])
+        }
+        None => arg.to_owned(),
+    }
 }
 
 /// Ceiling A: the echo server on a free loopback port, `plan` against it.
@@ -413,4 +444,35 @@ async fn write_outputs(config: &StormConfig, report: &Report) -> Result<(), Stor
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_keeps_no_secret() {
+        let args = [
+            "detour",
+            "storm",
+            "--token",
+            "eyJhbGciOi.secret",
+            "--postgres-url",
+            "postgres://postgres:hunter2@127.0.0.1:5432/db",
+            "--token=abc",
+            "--airport",
+            "PEK",
+            "--out",
+            "my report.json",
+        ]
+        .map(str::to_owned);
+        let line = redacted_command(args);
+        assert_eq!(
+            line,
+            "detour storm --token '<redacted>' --postgres-url 'postgres://postgres:<redacted>@127.0.0.1:5432/db' \
+             '--token=<redacted>' --airport PEK --out 'my report.json'"
+        );
+        assert_eq!(without_password("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
+        assert_eq!(without_password("http://a:b@h"), "http://a:<redacted>@h");
+    }
 }

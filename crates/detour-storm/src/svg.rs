@@ -7,6 +7,7 @@ use crate::stats::PhaseReport;
 
 const WIDTH: f64 = 1200.0;
 const HEIGHT: f64 = 1120.0;
+const SUMMARY_TOP: f64 = 790.0;
 const FONT: &str = "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\"";
 
 /// A line on a chart.
@@ -77,6 +78,48 @@ fn human(v: f64) -> String {
     }
 }
 
+/// How values map to height.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scale {
+    Linear {
+        hi: f64,
+    },
+    /// Decades from `lo` to `hi`: the ceilings and intake differ by orders of magnitude, and on
+    /// a linear axis intake would be a line along the floor.
+    Log {
+        lo: f64,
+        hi: f64,
+    },
+}
+
+impl Scale {
+    fn linear(max: f64) -> (Self, Vec<f64>) {
+        let t = ticks(max, 5);
+        let hi = t.last().copied().unwrap_or(1.0).max(1e-9);
+        (Self::Linear { hi }, t)
+    }
+
+    fn log(min_positive: f64, max: f64) -> (Self, Vec<f64>) {
+        let lo = 10f64.powf(min_positive.max(1e-3).log10().floor());
+        let hi = 10f64.powf(max.max(lo * 10.0).log10().ceil());
+        let mut t = Vec::new();
+        let mut d = lo;
+        while d <= hi * 1.0001 {
+            t.push(d);
+            d *= 10.0;
+        }
+        (Self::Log { lo, hi }, t)
+    }
+
+    /// Share of the height, 0 at the bottom.
+    fn at(self, v: f64) -> f64 {
+        match self {
+            Self::Linear { hi } => v / hi,
+            Self::Log { lo, hi } => (v.max(lo).log10() - lo.log10()) / (hi.log10() - lo.log10()),
+        }
+    }
+}
+
 fn line_panel(
     out: &mut String,
     f: Frame,
@@ -84,6 +127,7 @@ fn line_panel(
     x_label: &str,
     series: &[Series],
     flat: Option<(f64, &str)>,
+    log: bool,
 ) {
     text(out, f.x, f.y - 14.0, 16.0, "start", "font-weight=\"bold\"", title);
     out.push_str(&format!(
@@ -101,12 +145,13 @@ fn line_panel(
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .chain(flat.map(|(v, _)| v))
         .fold(1.0_f64, f64::max);
+    let min_y =
+        drawn.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|v| *v > 0.0).fold(max_y, f64::min);
     let xt = ticks(max_x, 8);
-    let yt = ticks(max_y, 5);
+    let (scale, yt) = if log { Scale::log(min_y, max_y) } else { Scale::linear(max_y) };
     let x_hi = xt.last().copied().unwrap_or(1.0).max(1e-9);
-    let y_hi = yt.last().copied().unwrap_or(1.0).max(1e-9);
     let px = |x: f64| f.x + x / x_hi * f.w;
-    let py = |y: f64| f.y + f.h - y / y_hi * f.h;
+    let py = |y: f64| f.y + f.h - scale.at(y) * f.h;
     for y in &yt {
         out.push_str(&format!(
             "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#e4e4e4\"/>\n",
@@ -142,7 +187,13 @@ fn line_panel(
             points.join(" ")
         ));
     }
-    // Legend, top left inside the frame.
+    // Legend, top left inside the frame, on a veil so lines under it do not cross the names.
+    out.push_str(&format!(
+        "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"230\" height=\"{:.1}\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#ddd\"/>\n",
+        f.x + 4.0,
+        f.y + 4.0,
+        drawn.len() as f64 * 16.0 + 6.0
+    ));
     for (i, s) in drawn.iter().enumerate() {
         let y = f.y + 16.0 + i as f64 * 16.0;
         out.push_str(&format!(
@@ -229,13 +280,14 @@ fn latency_panel(out: &mut String, f: Frame, phases: &[(&str, &PhaseReport)]) {
             name,
         );
     }
+    // Legend under the phase names, clear of the bars and the title.
     for (j, (label, color)) in BARS.iter().enumerate() {
-        let x = f.x + f.w - 200.0 + j as f64 * 66.0;
+        let x = f.x + f.w - 190.0 + j as f64 * 64.0;
         out.push_str(&format!(
             "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{color}\"/>\n",
-            f.y + 8.0
+            f.y + f.h + 24.0
         ));
-        text(out, x + 16.0, f.y + 18.0, 12.0, "start", "fill=\"#222\"", label);
+        text(out, x + 16.0, f.y + f.h + 34.0, 12.0, "start", "fill=\"#222\"", label);
     }
 }
 
@@ -347,11 +399,13 @@ pub(crate) fn summary_lines(r: &Report) -> Vec<(String, String)> {
 
 /// The whole chart.
 pub fn chart(r: &Report) -> String {
+    let lines = summary_lines(r);
+    let height = HEIGHT.max(SUMMARY_TOP + 24.0 + lines.len() as f64 * 18.0 + 20.0);
     let mut out = String::with_capacity(64 * 1024);
     out.push_str(&format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\">\n"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\">\n"
     ));
-    out.push_str(&format!("<rect width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"white\"/>\n"));
+    out.push_str(&format!("<rect width=\"{WIDTH}\" height=\"{height}\" fill=\"white\"/>\n"));
     text(&mut out, 40.0, 34.0, 20.0, "start", "font-weight=\"bold\"", "Detour storm benchmark");
     text(
         &mut out,
@@ -374,10 +428,11 @@ pub fn chart(r: &Report) -> String {
     line_panel(
         &mut out,
         Frame { x: 90.0, y: 100.0, w: 1070.0, h: 280.0 },
-        "Acknowledged calls per second (each phase from its own start)",
+        "Acknowledged calls per second (log scale; each phase from its own start)",
         "seconds into the phase",
         &throughput,
         None,
+        true,
     );
 
     let mut phases: Vec<(&str, &PhaseReport)> = Vec::new();
@@ -432,11 +487,12 @@ pub fn chart(r: &Report) -> String {
         "seconds since the report",
         &fanout,
         expected,
+        false,
     );
 
-    text(&mut out, 40.0, 790.0, 16.0, "start", "font-weight=\"bold\"", "Summary");
-    for (i, (k, v)) in summary_lines(r).iter().enumerate() {
-        let y = 814.0 + i as f64 * 18.0;
+    text(&mut out, 40.0, SUMMARY_TOP, 16.0, "start", "font-weight=\"bold\"", "Summary");
+    for (i, (k, v)) in lines.iter().enumerate() {
+        let y = SUMMARY_TOP + 24.0 + i as f64 * 18.0;
         text(&mut out, 40.0, y, 12.0, "start", "fill=\"#333\"", k);
         text(&mut out, 400.0, y, 12.0, "start", "fill=\"#000\"", &clip(v, 120));
     }
@@ -612,6 +668,10 @@ mod tests {
         assert_eq!(ticks(95.0, 5), vec![0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
         assert_eq!(ticks(7.0, 8), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
         assert_eq!(ticks(0.0, 5), vec![0.0, 1.0]);
+        let (scale, decades) = Scale::log(3.0, 45_000.0);
+        assert_eq!(decades, vec![1.0, 10.0, 100.0, 1000.0, 10_000.0, 100_000.0]);
+        assert!((scale.at(1000.0) - 0.6).abs() < 1e-9);
+        assert_eq!(scale.at(0.0), 0.0);
         assert_eq!(escape("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
     }
 }

@@ -146,7 +146,7 @@ Call with dict "root" $ "out" (dict); the result is written into "out", keyed by
 {{- if and $c.autoscaling.enabled (gt (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) }}
 {{- fail (printf "services.%s.autoscaling: minReplicas exceeds maxReplicas" $name) }}
 {{- end }}
-{{- $reserved := list "DETOUR_GRPC_ADDR" "DETOUR_METRICS_ADDR" "DETOUR_DATABASE_URL" "DETOUR_EVENTS_URL" "DETOUR_MIGRATE_ON_START" "DETOUR_LOG_FORMAT" "DETOUR_LOG" "DETOUR_OTLP_ENDPOINT" "DETOUR_DRAIN_TIMEOUT_SECS" "DETOUR_AUTH_ISSUERS" "DETOUR_AUTH_DEV_ISSUER" "DETOUR_VAULT_KEKS" "DETOUR_VAULT_PRIMARY_KEK" "DETOUR_TENANT" }}
+{{- $reserved := list "DETOUR_GRPC_ADDR" "DETOUR_METRICS_ADDR" "DETOUR_DATABASE_URL" "DETOUR_EVENTS_URL" "DETOUR_MIGRATE_ON_START" "DETOUR_LOG_FORMAT" "DETOUR_LOG" "DETOUR_OTLP_ENDPOINT" "DETOUR_DRAIN_TIMEOUT_SECS" "DETOUR_AUTH_ISSUERS" "DETOUR_AUTH_DEV_ISSUER" "DETOUR_VAULT_KEKS" "DETOUR_VAULT_PRIMARY_KEK" "DETOUR_TENANT" "DETOUR_NOTIFY" }}
 {{- $envNames := keys (default dict $c.env) }}
 {{- range $c.extraEnv }}
 {{- if has .name $envNames }}
@@ -221,6 +221,14 @@ Argument: dict "root" $ "c" <component>.
 - name: DETOUR_VAULT_PRIMARY_KEK
   value: {{ . | quote }}
 {{- end }}
+{{- /* The notification senders hold credentials and only the service that reaches travelers
+       needs them. Optional: without the key, channels without a sender fall through. */}}
+- name: DETOUR_NOTIFY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.notify }}
+      optional: true
 {{- end }}
 {{- range $k, $v := $c.env }}
 - name: {{ $k }}
