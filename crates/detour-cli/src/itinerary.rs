@@ -200,7 +200,9 @@ pub fn parse_csv(text: &str) -> Result<Vec<pb::Trip>, String> {
             (Vec::new(), Vec::new())
         });
         // A booking's rows repeat each traveler per segment and each segment per traveler.
-        if !entry.0.iter().any(|x| x.traveler.as_ref().and_then(|x| x.id.as_ref()) == t.traveler.as_ref().and_then(|t| t.id.as_ref())) {
+        if !entry.0.iter().any(|x| {
+            x.traveler.as_ref().and_then(|x| x.id.as_ref()) == t.traveler.as_ref().and_then(|t| t.id.as_ref())
+        }) {
             entry.0.push(t);
         }
         if !entry.1.contains(&s) {
@@ -210,24 +212,30 @@ pub fn parse_csv(text: &str) -> Result<Vec<pb::Trip>, String> {
     Ok(order
         .into_iter()
         .filter_map(|booking| {
-            trips.remove(&booking).map(|(travelers, segments)| pb::Trip { booking_reference: booking, travelers, segments })
+            trips.remove(&booking).map(|(travelers, segments)| pb::Trip {
+                booking_reference: booking,
+                travelers,
+                segments,
+            })
         })
         .collect())
 }
 
 /// Streams `trips` in chunks of `chunk`, printing progress to stderr.
-pub async fn import(target: &Target, trips: Vec<pb::Trip>, chunk: usize, output: Output) -> Result<String, String> {
+pub async fn import(
+    target: &Target,
+    trips: Vec<pb::Trip>,
+    chunk: usize,
+    output: Output,
+) -> Result<String, String> {
     let mut client = crate::client::connect(target).await?;
     let total = trips.len();
-    let chunks: Vec<pb::ImportItinerariesRequest> = trips
-        .chunks(chunk.max(1))
-        .map(|c| pb::ImportItinerariesRequest { trips: c.to_vec() })
-        .collect();
+    let chunks: Vec<pb::ImportItinerariesRequest> =
+        trips.chunks(chunk.max(1)).map(|c| pb::ImportItinerariesRequest { trips: c.to_vec() }).collect();
     let mut sent = 0usize;
-    let stream = futures::stream::iter(chunks.into_iter().map(move |c| {
+    let stream = futures::stream::iter(chunks.into_iter().inspect(move |c| {
         sent += c.trips.len();
         eprintln!("import: sent {sent}/{total} trips");
-        c
     }));
     let done = client.import_itineraries(stream).await.map_err(crate::client::describe)?.into_inner();
     Ok(match output {
@@ -247,7 +255,12 @@ pub async fn import(target: &Target, trips: Vec<pb::Trip>, chunk: usize, output:
                 done.refused.len()
             );
             for r in &done.refused {
-                out.push_str(&format!("\n  trip {} ({}): {}", r.index, r.booking_reference, r.violations.join("; ")));
+                out.push_str(&format!(
+                    "\n  trip {} ({}): {}",
+                    r.index,
+                    r.booking_reference,
+                    r.violations.join("; ")
+                ));
             }
             out
         }
@@ -272,7 +285,10 @@ PNR2,00000000-0000-4000-8000-000000000003,Ann Lee,ann@example.com,,en,,flight,CA
         assert_eq!(trips[0].booking_reference, "PNR1");
         assert_eq!(trips[0].travelers.len(), 2);
         assert_eq!(trips[0].segments.len(), 2);
-        assert_eq!(trips[0].travelers[0].contact_channels, [Channel::Sms.to_proto(), Channel::Email.to_proto()]);
+        assert_eq!(
+            trips[0].travelers[0].contact_channels,
+            [Channel::Sms.to_proto(), Channel::Email.to_proto()]
+        );
         assert_eq!(trips[1].segments[0].segment.as_ref().map(|s| s.ends_at.is_none()), Some(true));
     }
 

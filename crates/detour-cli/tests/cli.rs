@@ -200,9 +200,29 @@ fn acknowledged_cases_survive_killing_the_process_right_after_the_acknowledgemen
         let text = format!("Contact {i}: my flight was cancelled");
         let phone = format!("+4477009001{i:02}");
         let open = [
-            "case", "open", "--name", "Crash Test", "--phone", &phone, "--channel", "sms", "--supplier", "CA",
-            "--reference", "CA981", "--booking", "PNRKILL", "--from", "PEK", "--to", "JFK", "--starts",
-            "2026-12-03T10:00:00Z", "--text", &text, "--json",
+            "case",
+            "open",
+            "--name",
+            "Crash Test",
+            "--phone",
+            &phone,
+            "--channel",
+            "sms",
+            "--supplier",
+            "CA",
+            "--reference",
+            "CA981",
+            "--booking",
+            "PNRKILL",
+            "--from",
+            "PEK",
+            "--to",
+            "JFK",
+            "--starts",
+            "2026-12-03T10:00:00Z",
+            "--text",
+            &text,
+            "--json",
         ];
         let ack: serde_json::Value = serde_json::from_str(&ok(&dev, &open)).unwrap();
         acknowledged.push(ack["case_id"].as_str().unwrap().to_owned());
@@ -212,7 +232,8 @@ fn acknowledged_cases_survive_killing_the_process_right_after_the_acknowledgemen
 
     let dev = Dev::start(dir.path());
     for id in &acknowledged {
-        let shown: serde_json::Value = serde_json::from_str(&ok(&dev, &["case", "show", id, "--json"])).unwrap();
+        let shown: serde_json::Value =
+            serde_json::from_str(&ok(&dev, &["case", "show", id, "--json"])).unwrap();
         assert_eq!(shown["case_id"], id.as_str(), "an acknowledged case was lost");
     }
     dev.terminate();
@@ -359,14 +380,21 @@ PNR3,00000000-0000-4000-8000-000000000004,No Date,nd@example.com,,en,,flight,CA,
 ";
     let file = dir.path().join("bookings.csv");
     std::fs::write(&file, csv).unwrap();
-    let out = client(&dev.server, &token, &["itinerary", "import", file.to_str().unwrap(), "--chunk", "2", "--json"]);
+    let out = client(
+        &dev.server,
+        &token,
+        &["itinerary", "import", file.to_str().unwrap(), "--chunk", "2", "--json"],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(done["trips_stored"], 2);
     assert_eq!(done["segments_stored"], 2);
     assert_eq!(done["refused"][0]["booking_reference"], "PNR3");
     let progress = String::from_utf8_lossy(&out.stderr);
-    assert!(progress.contains("import: sent 2/3 trips") && progress.contains("import: sent 3/3 trips"), "{progress}");
+    assert!(
+        progress.contains("import: sent 2/3 trips") && progress.contains("import: sent 3/3 trips"),
+        "{progress}"
+    );
     // An agent may not import.
     let refused = client(&dev.server, &dev.token, &["itinerary", "import", file.to_str().unwrap()]);
     assert!(!refused.status.success());

@@ -15,7 +15,9 @@ pub mod travel;
 pub mod wire;
 
 pub use actor::{Actor, ActorKind};
-pub use ids::{AuditId, CaseId, EventId, IncidentId, NotificationId, OfferId, SupplierRequestId, SurveyId, TravelerId};
+pub use ids::{
+    AuditId, CaseId, EventId, IncidentId, NotificationId, OfferId, SupplierRequestId, SurveyId, TravelerId,
+};
 pub use money::{Currency, Money};
 pub use taxonomy::{
     CaseCategory, CaseStatus, Channel, RequestedOutcome, SegmentKind, Severity, SupplierOutcome,

@@ -223,7 +223,10 @@ impl Settings {
             ("DETOUR_INTAKE_RATE_LIMIT_BURST", u64::from(self.intake_rate_limit_burst)),
         ] {
             if value == 0 || value > 1_000_000 {
-                return Err(ConfigError::Invalid { setting, problem: format!("{value} is not between 1 and 1000000") });
+                return Err(ConfigError::Invalid {
+                    setting,
+                    problem: format!("{value} is not between 1 and 1000000"),
+                });
             }
         }
         if let Err(e) = detour_notify::Notifiers::from_settings(&self.notify) {

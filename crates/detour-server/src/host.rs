@@ -23,8 +23,8 @@ use detour_telemetry::{GrpcMetrics, GrpcTraceLayer, Metrics};
 
 use crate::Settings;
 use crate::limits::{AdmissionLayer, RequestSizeLimitLayer};
-use crate::undecodable::UndecodableLayer;
 use crate::module::{BuildContext, BuildError, BusDependency, Dependency, ServiceModule, ServicePart};
+use crate::undecodable::UndecodableLayer;
 
 /// How often dependencies are re-checked once serving.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);

@@ -123,7 +123,8 @@ mod tests {
 
     #[test]
     fn a_message_without_a_path_names_the_request_and_other_errors_stay() {
-        let v = violations_of("failed to decode Protobuf message: unexpected end of buffer").unwrap_or_default();
+        let v =
+            violations_of("failed to decode Protobuf message: unexpected end of buffer").unwrap_or_default();
         assert_eq!(v.as_slice()[0].field, "request");
         assert!(violations_of("database exploded").is_none());
     }

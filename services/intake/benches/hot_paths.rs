@@ -69,11 +69,12 @@ fn notification(c: &mut Criterion) {
         }),
     };
     let mut g = c.benchmark_group("render");
-    for (name, lang, channel) in [
-        ("sms_zh", Language::Zh, NotifyChannel::Sms),
-        ("email_en", Language::En, NotifyChannel::Email),
-    ] {
-        g.bench_function(name, |b| b.iter(|| detour_notify::render(Purpose::Disruption, lang, channel, black_box(&vars))));
+    for (name, lang, channel) in
+        [("sms_zh", Language::Zh, NotifyChannel::Sms), ("email_en", Language::En, NotifyChannel::Email)]
+    {
+        g.bench_function(name, |b| {
+            b.iter(|| detour_notify::render(Purpose::Disruption, lang, channel, black_box(&vars)))
+        });
     }
     g.finish();
 }

@@ -45,15 +45,67 @@ pub fn priority_to_proto(p: Priority) -> i32 {
 /// Words that make a contact a safety case in either language. Kept broad on purpose: a false
 /// alarm costs an early answer, a miss can cost a life.
 const SAFETY_EN: &[&str] = &[
-    "injur", "hurt", "hospital", "ambulance", "doctor", "medical", "medicine", "bleeding", "unconscious",
-    "heart attack", "stroke", "seizure", "emergency", "stranded", "danger", "unsafe", "assault", "police",
-    "fire", "accident", "collapsed", "fell ", "fainted", "broken leg", "broken arm", "pregnan", "allerg",
-    "missing child", "lost child", "evacuat",
+    "injur",
+    "hurt",
+    "hospital",
+    "ambulance",
+    "doctor",
+    "medical",
+    "medicine",
+    "bleeding",
+    "unconscious",
+    "heart attack",
+    "stroke",
+    "seizure",
+    "emergency",
+    "stranded",
+    "danger",
+    "unsafe",
+    "assault",
+    "police",
+    "fire",
+    "accident",
+    "collapsed",
+    "fell ",
+    "fainted",
+    "broken leg",
+    "broken arm",
+    "pregnan",
+    "allerg",
+    "missing child",
+    "lost child",
+    "evacuat",
 ];
 const SAFETY_ZH: &[&str] = &[
-    "受伤", "医院", "救护车", "医生", "生病", "急病", "昏迷", "出血", "流血", "心脏", "中风", "危险", "被困",
-    "滞留", "报警", "警察", "火灾", "事故", "摔倒", "骨折", "急救", "紧急", "晕倒", "过敏", "怀孕", "孕妇",
-    "走失", "疏散", "不安全",
+    "受伤",
+    "医院",
+    "救护车",
+    "医生",
+    "生病",
+    "急病",
+    "昏迷",
+    "出血",
+    "流血",
+    "心脏",
+    "中风",
+    "危险",
+    "被困",
+    "滞留",
+    "报警",
+    "警察",
+    "火灾",
+    "事故",
+    "摔倒",
+    "骨折",
+    "急救",
+    "紧急",
+    "晕倒",
+    "过敏",
+    "怀孕",
+    "孕妇",
+    "走失",
+    "疏散",
+    "不安全",
 ];
 
 /// How urgent a contact is. Safety words win over everything; a caller on the line (or in a
@@ -74,7 +126,12 @@ pub fn priority(channel: Channel, description: &str, outcomes: &[RequestedOutcom
 /// The channels an acknowledgement (or any message about the case) goes out on, in order: the
 /// channel the traveler used, then their preferences, then whatever contact details exist.
 /// A phone call is confirmed by SMS; a chat or web form by e-mail.
-pub fn reply_channels(channel: Channel, preferred: &[Channel], has_email: bool, has_phone: bool) -> Vec<Channel> {
+pub fn reply_channels(
+    channel: Channel,
+    preferred: &[Channel],
+    has_email: bool,
+    has_phone: bool,
+) -> Vec<Channel> {
     let first = match channel {
         Channel::Email | Channel::Chat | Channel::Web => Some(Channel::Email),
         Channel::Sms | Channel::Phone => Some(Channel::Sms),
@@ -115,8 +172,11 @@ mod tests {
 
     #[test]
     fn safety_words_make_a_safety_case_on_any_channel() {
-        for text in ["My mother fell and is injured, we need a doctor", "老人摔倒受伤，需要医生", "We are STRANDED at the airport"]
-        {
+        for text in [
+            "My mother fell and is injured, we need a doctor",
+            "老人摔倒受伤，需要医生",
+            "We are STRANDED at the airport",
+        ] {
             for channel in [Channel::PartnerFeed, Channel::Email, Channel::Phone] {
                 assert_eq!(priority(channel, text, &[]), Priority::Safety, "{text} on {channel:?}");
             }
@@ -136,7 +196,10 @@ mod tests {
     #[test]
     fn replies_go_back_the_way_the_traveler_came_then_by_preference() {
         assert_eq!(reply_channels(Channel::Phone, &[], true, true), vec![Channel::Sms, Channel::Email]);
-        assert_eq!(reply_channels(Channel::Chat, &[Channel::App], true, false), vec![Channel::Email, Channel::App]);
+        assert_eq!(
+            reply_channels(Channel::Chat, &[Channel::App], true, false),
+            vec![Channel::Email, Channel::App]
+        );
         assert_eq!(reply_channels(Channel::Sms, &[], true, false), vec![Channel::Email]);
         assert_eq!(
             reply_channels(Channel::Proactive, &[Channel::Wechat, Channel::Sms], true, true),

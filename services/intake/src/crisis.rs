@@ -2,9 +2,7 @@
 //! notifications that tell travelers what happens next.
 
 use chrono::NaiveDate;
-use detour_domain::{
-    CaseId, Channel, IncidentId, Instant, NotificationId, Segment, TravelerId, time,
-};
+use detour_domain::{CaseId, Channel, IncidentId, Instant, NotificationId, Segment, TravelerId, time};
 use serde::{Deserialize, Serialize};
 
 use crate::model::SealedPersonal;
@@ -290,7 +288,9 @@ impl Purpose {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Acknowledgement, Self::Disruption, Self::DisruptionUpdate].into_iter().find(|p| p.as_str() == s)
+        [Self::Acknowledgement, Self::Disruption, Self::DisruptionUpdate]
+            .into_iter()
+            .find(|p| p.as_str() == s)
     }
 
     pub fn to_proto(self) -> i32 {
@@ -407,7 +407,9 @@ pub struct SendResult {
 pub enum NextStep {
     Delivered,
     /// Try the same channel again at that time.
-    Retry { at: Instant },
+    Retry {
+        at: Instant,
+    },
     /// Move to the next channel, at once.
     NextChannel,
     /// Every channel failed.
@@ -431,7 +433,6 @@ pub struct NotificationCursor {
 pub fn sendable(channel: Channel) -> bool {
     matches!(channel, Channel::Email | Channel::Sms | Channel::App | Channel::Wechat)
 }
-
 
 /// One fan-out batch, written in one transaction.
 #[derive(Debug, Clone)]

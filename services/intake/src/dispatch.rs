@@ -92,7 +92,8 @@ impl Dispatcher {
         let mut handled = 0;
         loop {
             let now = time::now();
-            let lease = chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
+            let lease =
+                chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
             let due = self.repo.claim_notifications(now, now + lease, self.settings.batch).await?;
             if due.is_empty() {
                 return Ok(handled);
@@ -114,13 +115,20 @@ impl Dispatcher {
         let outcome = self.send(&due, channel).await;
         let (accepted, detail, next) = match outcome {
             Ok(id) => (true, id, NextStep::Delivered),
-            Err(Failure::Transient(why)) if n.attempts_on_channel + 1 < self.settings.attempts_per_channel => {
-                let pause = self.settings.first_retry * 2u32.saturating_pow(u32::try_from(n.attempts_on_channel).unwrap_or(0));
+            Err(Failure::Transient(why))
+                if n.attempts_on_channel + 1 < self.settings.attempts_per_channel =>
+            {
+                let pause = self.settings.first_retry
+                    * 2u32.saturating_pow(u32::try_from(n.attempts_on_channel).unwrap_or(0));
                 let retry = at + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(60));
                 (false, why, NextStep::Retry { at: retry })
             }
             Err(Failure::Transient(why) | Failure::Permanent(why)) => {
-                let next = if n.channel_index + 1 < n.channels.len() { NextStep::NextChannel } else { NextStep::Undeliverable };
+                let next = if n.channel_index + 1 < n.channels.len() {
+                    NextStep::NextChannel
+                } else {
+                    NextStep::Undeliverable
+                };
                 (false, why, next)
             }
         };

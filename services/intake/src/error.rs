@@ -20,7 +20,9 @@ pub enum IntakeError {
     IncidentNotFound(detour_domain::IncidentId),
     /// A contact named a traveler by a handle (id, phone, e-mail, booking) the registry does
     /// not know. The message names the kind of handle, never its value.
-    #[error("no registered traveler matches the {handle} given; send the traveler in full (id, name, contact)")]
+    #[error(
+        "no registered traveler matches the {handle} given; send the traveler in full (id, name, contact)"
+    )]
     UnknownTraveler { handle: &'static str, violations: Violations },
     /// The client's request stream broke off or sent a malformed message.
     #[error("reading the request stream: {}", .0.message())]
@@ -55,7 +57,9 @@ impl ServiceError for IntakeError {
 
     fn field_violations(&self) -> Option<&Violations> {
         match self {
-            Self::Invalid(v) | Self::IdempotencyKeyReused(v) | Self::UnknownTraveler { violations: v, .. } => Some(v),
+            Self::Invalid(v)
+            | Self::IdempotencyKeyReused(v)
+            | Self::UnknownTraveler { violations: v, .. } => Some(v),
             _ => None,
         }
     }

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use detour_audit::Audit;
-use detour_domain::{
-    CaseId, Channel, NotificationId, RequestedOutcome, TravelerId, events, sla, time,
-};
+use detour_domain::{CaseId, Channel, NotificationId, RequestedOutcome, TravelerId, events, sla, time};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -144,7 +142,15 @@ impl FanoutWorker {
                     updates.push(FanoutUpdate {
                         case_id,
                         traveler_id: t.traveler.id,
-                        notification: notification(case_id, incident, t.traveler.id, Purpose::DisruptionUpdate, channels, language, at),
+                        notification: notification(
+                            case_id,
+                            incident,
+                            t.traveler.id,
+                            Purpose::DisruptionUpdate,
+                            channels,
+                            language,
+                            at,
+                        ),
                         timeline: TimelineEntry {
                             at,
                             kind: "incident.updated".into(),
@@ -175,9 +181,17 @@ impl FanoutWorker {
                         language: Some(language.to_owned()),
                         acknowledgement: None,
                     };
-                    let opened = events::envelope(crate::NAME, id, at, &actor, crate::grpc::case_opened(&case));
-                    let notification =
-                        notification(id, incident, t.traveler.id, Purpose::Disruption, channels, language, at);
+                    let opened =
+                        events::envelope(crate::NAME, id, at, &actor, crate::grpc::case_opened(&case));
+                    let notification = notification(
+                        id,
+                        incident,
+                        t.traveler.id,
+                        Purpose::Disruption,
+                        channels,
+                        language,
+                        at,
+                    );
                     new_cases.push(FanoutCase { case, opened, notification });
                 }
             }

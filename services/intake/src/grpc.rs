@@ -6,8 +6,8 @@ use std::sync::Arc;
 use detour_audit::{Audit, AuditLog, Outcome, Target};
 use detour_domain::wire::{self, MAX_TEXT_CHARS};
 use detour_domain::{
-    Actor, CaseCategory, CaseId, CaseStatus, Channel, NotificationId, PersonalData, RequestedOutcome, Traveler,
-    TravelerId, events, sla, time,
+    Actor, CaseCategory, CaseId, CaseStatus, Channel, NotificationId, PersonalData, RequestedOutcome,
+    Traveler, TravelerId, events, sla, time,
 };
 use detour_errors::Violations;
 use detour_proto::common::v1 as common;
@@ -61,7 +61,11 @@ impl IntakeApi {
     }
 
     /// Wakes these background workers when there is work for them.
-    pub fn with_workers(mut self, fanout: Arc<tokio::sync::Notify>, dispatch: Arc<tokio::sync::Notify>) -> Self {
+    pub fn with_workers(
+        mut self,
+        fanout: Arc<tokio::sync::Notify>,
+        dispatch: Arc<tokio::sync::Notify>,
+    ) -> Self {
         self.fanout = Some(fanout);
         self.dispatch = Some(dispatch);
         self
@@ -240,7 +244,12 @@ impl IntakeApi {
         let by_handle = req.traveler.as_ref().is_some_and(|t| t.full_name.trim().is_empty());
         // The id as sent: a traveler sent without one gets a fresh id per request, which must not
         // make a retry look like another request.
-        let sent_id = req.traveler.as_ref().and_then(|t| t.id.as_ref()).map(|i| i.value.trim().to_owned()).unwrap_or_default();
+        let sent_id = req
+            .traveler
+            .as_ref()
+            .and_then(|t| t.id.as_ref())
+            .map(|i| i.value.trim().to_owned())
+            .unwrap_or_default();
         let traveler = if by_handle {
             None
         } else {
@@ -252,12 +261,16 @@ impl IntakeApi {
             v.add("channel", "PROACTIVE cases are opened by ReportDisruption, not by a contact");
         }
         let description = wire::text(&mut v, "description", &req.description, MAX_TEXT_CHARS, false);
-        let requested_outcomes = wire::requested_outcomes(&mut v, "requested_outcomes", &req.requested_outcomes);
+        let requested_outcomes =
+            wire::requested_outcomes(&mut v, "requested_outcomes", &req.requested_outcomes);
         let key = req.idempotency_key.trim();
         let idempotency_key = if key.is_empty() {
             None
         } else if key.len() > MAX_IDEMPOTENCY_KEY || !key.chars().all(|c| c.is_ascii_graphic()) {
-            v.add("idempotency_key", format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"));
+            v.add(
+                "idempotency_key",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
+            );
             None
         } else {
             Some(key.to_owned())
@@ -351,7 +364,8 @@ impl IntakeApi {
 
 /// How urgent an OpenCase is, read before the request is validated (admission comes first).
 fn contact_priority(req: &pb::OpenCaseRequest) -> contact::Priority {
-    let outcomes: Vec<_> = req.requested_outcomes.iter().filter_map(|o| RequestedOutcome::from_proto(*o)).collect();
+    let outcomes: Vec<_> =
+        req.requested_outcomes.iter().filter_map(|o| RequestedOutcome::from_proto(*o)).collect();
     contact::priority(Channel::from_proto(req.channel).unwrap_or(Channel::Web), &req.description, &outcomes)
 }
 

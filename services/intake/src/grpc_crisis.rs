@@ -4,7 +4,9 @@
 use chrono::NaiveDate;
 use detour_audit::{Audit, Outcome, Target};
 use detour_domain::wire;
-use detour_domain::{Channel, IncidentId, Instant, NotificationId, PersonalData, SegmentKind, TravelerId, time};
+use detour_domain::{
+    Channel, IncidentId, Instant, NotificationId, PersonalData, SegmentKind, TravelerId, time,
+};
 use detour_errors::Violations;
 use detour_proto::common::v1 as common;
 use detour_proto::intake::v1 as pb;
@@ -50,7 +52,12 @@ pub(crate) fn trip_from_proto(t: &pb::Trip) -> Result<TripIn, Violations> {
     let mut travelers = Vec::with_capacity(t.travelers.len());
     for (i, tt) in t.travelers.iter().enumerate().take(MAX_TRAVELERS_PER_TRIP) {
         let field = format!("travelers[{i}]");
-        let traveler = wire::nested(&mut v, &format!("{field}.traveler"), tt.traveler.as_ref(), wire::traveler_from_proto);
+        let traveler = wire::nested(
+            &mut v,
+            &format!("{field}.traveler"),
+            tt.traveler.as_ref(),
+            wire::traveler_from_proto,
+        );
         if tt.traveler.as_ref().is_some_and(|p| p.id.as_ref().is_none_or(|id| id.value.trim().is_empty())) {
             v.add(format!("{field}.traveler.id"), "is required: the booking system's traveler id");
         }
@@ -80,13 +87,17 @@ pub(crate) fn trip_from_proto(t: &pb::Trip) -> Result<TripIn, Violations> {
             }
             s
         });
-        let segment = wire::nested(&mut v, &format!("{field}.segment"), raw.as_ref(), wire::segment_from_proto);
+        let segment =
+            wire::nested(&mut v, &format!("{field}.segment"), raw.as_ref(), wire::segment_from_proto);
         if let (Some(s), Some(booking)) = (&segment, &booking_reference)
             && normalise_reference(&s.booking_reference) != *booking
         {
             v.add(format!("{field}.segment.booking_reference"), "differs from the trip's");
         }
-        if segment.as_ref().is_some_and(|s| s.kind == SegmentKind::Flight && s.service_reference.trim().is_empty()) {
+        if segment
+            .as_ref()
+            .is_some_and(|s| s.kind == SegmentKind::Flight && s.service_reference.trim().is_empty())
+        {
             v.add(format!("{field}.segment.service_reference"), "a flight needs its flight number");
         }
         let date = local_date(&mut v, &format!("{field}.local_date"), &ts.local_date);
@@ -196,7 +207,10 @@ pub(crate) fn scope_from_proto(v: &mut Violations, field: &str, raw: Option<&pb:
         }
         S::Area(a) => {
             if a.locations.is_empty() || a.locations.len() > MAX_AREA_LOCATIONS {
-                v.add(format!("{field}.area.locations"), format!("1 to {MAX_AREA_LOCATIONS} airport or city codes"));
+                v.add(
+                    format!("{field}.area.locations"),
+                    format!("1 to {MAX_AREA_LOCATIONS} airport or city codes"),
+                );
             }
             let mut locations: Vec<String> = Vec::new();
             for (i, l) in a.locations.iter().enumerate().take(MAX_AREA_LOCATIONS) {
@@ -217,9 +231,10 @@ pub(crate) fn scope_to_proto(s: &Scope) -> pb::Scope {
     use pb::scope::Scope as S;
     let ts = time::to_proto;
     let scope = match s {
-        Scope::Flight { flight_number, local_date } => {
-            S::Flight(pb::FlightScope { flight_number: flight_number.clone(), local_date: local_date.to_string() })
-        }
+        Scope::Flight { flight_number, local_date } => S::Flight(pb::FlightScope {
+            flight_number: flight_number.clone(),
+            local_date: local_date.to_string(),
+        }),
         Scope::Airport { airport, window, departures_only } => S::Airport(pb::AirportScope {
             airport: airport.clone(),
             from: Some(ts(window.from)),
@@ -245,7 +260,10 @@ pub(crate) fn scope_to_proto(s: &Scope) -> pb::Scope {
     pb::Scope { scope: Some(scope) }
 }
 
-pub(crate) fn report_from_proto(req: &pb::ReportDisruptionRequest, at: Instant) -> Result<DisruptionReport, IntakeError> {
+pub(crate) fn report_from_proto(
+    req: &pb::ReportDisruptionRequest,
+    at: Instant,
+) -> Result<DisruptionReport, IntakeError> {
     let mut v = Violations::new();
     let kind = DisruptionKind::from_proto(req.kind);
     if kind.is_none() {
@@ -258,7 +276,8 @@ pub(crate) fn report_from_proto(req: &pb::ReportDisruptionRequest, at: Instant) 
         v.add("scope", format!("does not fit a {} disruption", kind.as_str()));
     }
     let reason = wire::text(&mut v, "reason", &req.reason, MAX_REASON_CHARS, true);
-    if req.kind == pb::DisruptionKind::FlightDelayed as i32 && !(1..=7 * 24 * 60).contains(&req.delay_minutes) {
+    if req.kind == pb::DisruptionKind::FlightDelayed as i32 && !(1..=7 * 24 * 60).contains(&req.delay_minutes)
+    {
         v.add("delay_minutes", "a delay needs its expected minutes (1 to 10080)");
     } else if req.kind != pb::DisruptionKind::FlightDelayed as i32 && req.delay_minutes != 0 {
         v.add("delay_minutes", "only a delay has delay minutes");
@@ -272,14 +291,9 @@ pub(crate) fn report_from_proto(req: &pb::ReportDisruptionRequest, at: Instant) 
         None
     };
     match (kind, scope) {
-        (Some(kind), Some(scope)) if v.is_empty() => Ok(DisruptionReport {
-            kind,
-            scope,
-            reason,
-            delay_minutes: req.delay_minutes,
-            diverted_to,
-            at,
-        }),
+        (Some(kind), Some(scope)) if v.is_empty() => {
+            Ok(DisruptionReport { kind, scope, reason, delay_minutes: req.delay_minutes, diverted_to, at })
+        }
         _ => Err(IntakeError::Invalid(v)),
     }
 }
@@ -343,7 +357,8 @@ fn affected_to_proto(a: &Affected) -> pb::AffectedTraveler {
 
 fn encode_affected_cursor(c: &AffectedCursor) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{}|{}", c.traveler_id, c.position, c.booking_reference))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{}|{}|{}", c.traveler_id, c.position, c.booking_reference))
 }
 
 fn decode_affected_cursor(token: &str) -> Option<AffectedCursor> {
@@ -370,7 +385,9 @@ impl IntakeApi {
         for (i, t) in trips.iter().enumerate() {
             match trip_from_proto(t) {
                 Ok(trip) => stored.push(self.seal_trip(trip, at).await?),
-                Err(v) => refused.push((i, t.booking_reference.chars().take(MAX_REFERENCE_CHARS).collect(), v)),
+                Err(v) => {
+                    refused.push((i, t.booking_reference.chars().take(MAX_REFERENCE_CHARS).collect(), v))
+                }
             }
         }
         Ok((stored, refused))
@@ -408,7 +425,11 @@ impl IntakeApi {
         Ok(StoredTrip { booking_reference: trip.booking_reference, travelers, segments: trip.segments, at })
     }
 
-    pub(crate) async fn upsert_trip(&self, audit: &Audit, req: &pb::UpsertTripRequest) -> Result<pb::UpsertTripResponse, IntakeError> {
+    pub(crate) async fn upsert_trip(
+        &self,
+        audit: &Audit,
+        req: &pb::UpsertTripRequest,
+    ) -> Result<pb::UpsertTripResponse, IntakeError> {
         let Some(trip) = &req.trip else {
             let mut v = Violations::new();
             v.add("trip", "is required");
@@ -429,7 +450,10 @@ impl IntakeApi {
         })
     }
 
-    pub(crate) async fn find(&self, req: &pb::FindTravelersRequest) -> Result<pb::FindTravelersResponse, IntakeError> {
+    pub(crate) async fn find(
+        &self,
+        req: &pb::FindTravelersRequest,
+    ) -> Result<pb::FindTravelersResponse, IntakeError> {
         let mut v = Violations::new();
         let scope = scope_from_proto(&mut v, "scope", req.scope.as_ref());
         let limit = wire::page_size(&mut v, "page_size", req.page_size, 100, 1000);
@@ -444,7 +468,11 @@ impl IntakeApi {
         })
     }
 
-    pub(crate) async fn report(&self, audit: &Audit, req: &pb::ReportDisruptionRequest) -> Result<pb::ReportDisruptionResponse, IntakeError> {
+    pub(crate) async fn report(
+        &self,
+        audit: &Audit,
+        req: &pb::ReportDisruptionRequest,
+    ) -> Result<pb::ReportDisruptionResponse, IntakeError> {
         let report = report_from_proto(req, time::now())?;
         let (incident, outcome) = self.repo.report_disruption(&report, audit).await?;
         tracing::info!(incident_id = %incident.id, kind = incident.kind.as_str(), outcome = ?outcome, "disruption reported");
@@ -460,16 +488,27 @@ impl IntakeApi {
         })
     }
 
-    pub(crate) async fn get_incident_view(&self, req: &pb::GetIncidentRequest) -> Result<pb::GetIncidentResponse, IntakeError> {
-        let id: IncidentId = wire::id_from_message("incident_id.value", req.incident_id.as_ref()).map_err(IntakeError::Invalid)?;
+    pub(crate) async fn get_incident_view(
+        &self,
+        req: &pb::GetIncidentRequest,
+    ) -> Result<pb::GetIncidentResponse, IntakeError> {
+        let id: IncidentId = wire::id_from_message("incident_id.value", req.incident_id.as_ref())
+            .map_err(IntakeError::Invalid)?;
         let (incident, counts) = self.repo.incident(id).await?.ok_or(IntakeError::IncidentNotFound(id))?;
         Ok(pb::GetIncidentResponse { incident: Some(incident_to_proto(&incident, &counts)) })
     }
 
-    pub(crate) async fn notifications(&self, req: &pb::ListNotificationsRequest) -> Result<pb::ListNotificationsResponse, IntakeError> {
+    pub(crate) async fn notifications(
+        &self,
+        req: &pb::ListNotificationsRequest,
+    ) -> Result<pb::ListNotificationsResponse, IntakeError> {
         let mut v = Violations::new();
         let case = wire::optional_id(&mut v, "case_id.value", req.case_id.as_ref().map(|c| c.value.as_str()));
-        let incident = wire::optional_id(&mut v, "incident_id.value", req.incident_id.as_ref().map(|c| c.value.as_str()));
+        let incident = wire::optional_id(
+            &mut v,
+            "incident_id.value",
+            req.incident_id.as_ref().map(|c| c.value.as_str()),
+        );
         let scope = match (case, incident) {
             (Some(c), None) => Some(NotificationScope::Case(c)),
             (None, Some(i)) => Some(NotificationScope::Incident(i)),
@@ -480,7 +519,8 @@ impl IntakeApi {
         };
         let limit = wire::page_size(&mut v, "page_size", req.page_size, 100, 500);
         let cursor = wire::page_token(&mut v, "page_token", &req.page_token, |t| {
-            wire::decode_page_token(t).map(|(created_at_micros, id)| NotificationCursor { created_at_micros, id })
+            wire::decode_page_token(t)
+                .map(|(created_at_micros, id)| NotificationCursor { created_at_micros, id })
         });
         let Some(scope) = scope.filter(|_| v.is_empty()) else {
             return Err(IntakeError::Invalid(v));
@@ -488,13 +528,19 @@ impl IntakeApi {
         let (found, next) = self.repo.list_notifications(scope, cursor, limit).await?;
         Ok(pb::ListNotificationsResponse {
             notifications: found.iter().map(notification_to_proto).collect(),
-            next_page_token: next.map(|c| wire::encode_page_token(c.created_at_micros, &c.id)).unwrap_or_default(),
+            next_page_token: next
+                .map(|c| wire::encode_page_token(c.created_at_micros, &c.id))
+                .unwrap_or_default(),
         })
     }
 
-    pub(crate) async fn acknowledge(&self, audit: &Audit, req: &pb::AcknowledgeNotificationRequest) -> Result<pb::AcknowledgeNotificationResponse, IntakeError> {
-        let id: NotificationId =
-            wire::id_from_message("notification_id.value", req.notification_id.as_ref()).map_err(IntakeError::Invalid)?;
+    pub(crate) async fn acknowledge(
+        &self,
+        audit: &Audit,
+        req: &pb::AcknowledgeNotificationRequest,
+    ) -> Result<pb::AcknowledgeNotificationResponse, IntakeError> {
+        let id: NotificationId = wire::id_from_message("notification_id.value", req.notification_id.as_ref())
+            .map_err(IntakeError::Invalid)?;
         let n = self.repo.acknowledge_notification(id, time::now(), audit).await?;
         Ok(pb::AcknowledgeNotificationResponse { notification: Some(notification_to_proto(&n)) })
     }
@@ -545,14 +591,21 @@ impl IntakeApi {
             return Err(IntakeError::Invalid(v));
         };
         let Some(sealed) = &found.sealed else {
-            return Err(unknown("traveler id", "traveler", "the traveler's personal data was erased; send the traveler in full"));
+            return Err(unknown(
+                "traveler id",
+                "traveler",
+                "the traveler's personal data was erased; send the traveler in full",
+            ));
         };
         let personal = self.keys.open_for(Owner::Traveler(found.id), sealed).await?;
         Ok((found, personal))
     }
 
     /// The registered traveler whose phone (else e-mail) this is, when exactly one is.
-    pub(crate) async fn known_by_contact(&self, personal: &PersonalData) -> Result<Option<TravelerId>, IntakeError> {
+    pub(crate) async fn known_by_contact(
+        &self,
+        personal: &PersonalData,
+    ) -> Result<Option<TravelerId>, IntakeError> {
         for (handle, value) in [(Handle::Phone, personal.phone()), (Handle::Email, personal.email())] {
             let Some(value) = value else { continue };
             let index = self.keys.lookup_index(handle, value).await?;
@@ -586,8 +639,16 @@ impl IntakeApi {
             response.segments_stored += i32::try_from(segments).unwrap_or(i32::MAX);
             offset += message.trips.len();
         }
-        tracing::info!(trips = response.trips_stored, refused = response.refused.len(), "itineraries imported");
-        let record = audit.record(None, vec![Target::new("import", format!("{} trips", response.trips_stored))], Outcome::Ok);
+        tracing::info!(
+            trips = response.trips_stored,
+            refused = response.refused.len(),
+            "itineraries imported"
+        );
+        let record = audit.record(
+            None,
+            vec![Target::new("import", format!("{} trips", response.trips_stored))],
+            Outcome::Ok,
+        );
         self.audit.append(&record).await?;
         Ok(response)
     }
@@ -599,7 +660,9 @@ fn one(found: Vec<RegisteredTraveler>) -> Result<RegisteredTraveler, &'static st
     match (found.next(), found.next()) {
         (Some(t), None) => Ok(t),
         (None, _) => Err("no registered traveler matches"),
-        (Some(_), Some(_)) => Err("several registered travelers match; give the traveler id or the full traveler"),
+        (Some(_), Some(_)) => {
+            Err("several registered travelers match; give the traveler id or the full traveler")
+        }
     }
 }
 
@@ -609,7 +672,8 @@ mod tests {
 
     #[test]
     fn affected_cursors_round_trip() {
-        let c = AffectedCursor { traveler_id: TravelerId::new(), booking_reference: "PNR|1".into(), position: 3 };
+        let c =
+            AffectedCursor { traveler_id: TravelerId::new(), booking_reference: "PNR|1".into(), position: 3 };
         assert_eq!(decode_affected_cursor(&encode_affected_cursor(&c)), Some(c));
         assert_eq!(decode_affected_cursor("garbage"), None);
     }

@@ -193,7 +193,11 @@ impl PersonalDataKeys {
         self.open_for(Owner::Case(case), sealed).await
     }
 
-    pub async fn seal_for(&self, owner: Owner, personal: &PersonalData) -> Result<SealedPersonal, IntakeError> {
+    pub async fn seal_for(
+        &self,
+        owner: Owner,
+        personal: &PersonalData,
+    ) -> Result<SealedPersonal, IntakeError> {
         let (version, key) = self.current().await?;
         let mut plain = Plain {
             n: personal.full_name().to_owned(),

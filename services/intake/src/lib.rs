@@ -3,8 +3,8 @@
 
 pub mod consumer;
 pub mod contact;
-pub mod dispatch;
 pub mod crisis;
+pub mod dispatch;
 pub mod error;
 pub mod fanout;
 pub mod grpc;
@@ -76,9 +76,13 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
         // Replicas share one budget per caller through the event bus's Redis; one process keeps
         // its own.
         let limiter: Arc<dyn detour_admission::RateLimiter> = if settings.events_url.starts_with("redis://") {
-            let redis = detour_admission::RedisRateLimiter::connect(&settings.events_url, "detour:intake", limit)
-                .await
-                .map_err(|e| BuildError::Other { service: NAME, message: format!("rate limiter: {e}") })?;
+            let redis =
+                detour_admission::RedisRateLimiter::connect(&settings.events_url, "detour:intake", limit)
+                    .await
+                    .map_err(|e| BuildError::Other {
+                        service: NAME,
+                        message: format!("rate limiter: {e}"),
+                    })?;
             Arc::new(redis.with_metrics(&mut *ctx.registry))
         } else {
             Arc::new(detour_admission::LocalRateLimiter::new(limit).with_metrics(&mut *ctx.registry))

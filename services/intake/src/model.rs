@@ -1,8 +1,8 @@
 //! Intake's domain: the case as the traveler and the desk see it.
 
 use detour_domain::{
-    CaseCategory, CaseId, CaseStatus, Channel, IncidentId, Instant, NotificationId, RequestedOutcome, Segment,
-    Severity, TravelerId,
+    CaseCategory, CaseId, CaseStatus, Channel, IncidentId, Instant, NotificationId, RequestedOutcome,
+    Segment, Severity, TravelerId,
 };
 
 use crate::crisis::NewNotification;

@@ -59,7 +59,7 @@ fn traveler(n: u32, channels: &[common::Channel]) -> pb::TripTraveler {
             full_name: format!("Traveler {n}"),
             email: format!("t{n}@storm.invalid"),
             phone: format!("+86139{n:08}"),
-            preferred_language: if n % 2 == 0 { "zh-CN".into() } else { "en".into() },
+            preferred_language: if n.is_multiple_of(2) { "zh-CN".into() } else { "en".into() },
             ..Default::default()
         }),
         contact_channels: channels.iter().map(|c| *c as i32).collect(),
@@ -96,7 +96,11 @@ async fn import_storm(client: &mut Client) -> pb::ImportItinerariesResponse {
     let chunk2 = pb::ImportItinerariesRequest {
         trips: vec![
             trip("PNRA03", (9..=10).map(|n| traveler(n, &[])).collect(), vec![flight("CA981", DEPARTS)]),
-            trip("PNRB01", (11..=12).map(|n| traveler(n, &[])).collect(), vec![flight("CA983", DEPARTS + 3600)]),
+            trip(
+                "PNRB01",
+                (11..=12).map(|n| traveler(n, &[])).collect(),
+                vec![flight("CA983", DEPARTS + 3600)],
+            ),
             // Refused: a flight without its local date, and no travelers.
             pb::Trip {
                 booking_reference: "BROKEN".into(),
@@ -105,11 +109,7 @@ async fn import_storm(client: &mut Client) -> pb::ImportItinerariesResponse {
             },
         ],
     };
-    client
-        .import_itineraries(futures::stream::iter(vec![chunk1, chunk2]))
-        .await
-        .unwrap()
-        .into_inner()
+    client.import_itineraries(futures::stream::iter(vec![chunk1, chunk2])).await.unwrap().into_inner()
 }
 
 async fn cancel(client: &mut Client, number: &str, reason: &str) -> pb::ReportDisruptionResponse {
@@ -179,7 +179,11 @@ async fn itineraries_are_imported_and_found_by_flight_airport_and_hotel() {
     let refused = &imported.refused[0];
     assert_eq!((refused.index, refused.booking_reference.as_str()), (4, "BROKEN"));
     assert!(refused.violations.iter().any(|v| v.starts_with("travelers")), "{:?}", refused.violations);
-    assert!(refused.violations.iter().any(|v| v.starts_with("segments[0].local_date")), "{:?}", refused.violations);
+    assert!(
+        refused.violations.iter().any(|v| v.starts_with("segments[0].local_date")),
+        "{:?}",
+        refused.violations
+    );
 
     let find = |scope: pb::scope::Scope, page_size: i32| pb::FindTravelersRequest {
         scope: Some(pb::Scope { scope: Some(scope) }),
@@ -189,7 +193,10 @@ async fn itineraries_are_imported_and_found_by_flight_airport_and_hotel() {
     let on_ca981 = s
         .client
         .find_travelers(find(
-            pb::scope::Scope::Flight(pb::FlightScope { flight_number: "ca 981".into(), local_date: "2026-12-03".into() }),
+            pb::scope::Scope::Flight(pb::FlightScope {
+                flight_number: "ca 981".into(),
+                local_date: "2026-12-03".into(),
+            }),
             100,
         ))
         .await
@@ -250,7 +257,10 @@ async fn itineraries_are_imported_and_found_by_flight_airport_and_hotel() {
     let on_ca981 = s
         .client
         .find_travelers(find(
-            pb::scope::Scope::Flight(pb::FlightScope { flight_number: "CA981".into(), local_date: "2026-12-03".into() }),
+            pb::scope::Scope::Flight(pb::FlightScope {
+                flight_number: "CA981".into(),
+                local_date: "2026-12-03".into(),
+            }),
             100,
         ))
         .await
@@ -289,7 +299,11 @@ async fn a_cancellation_opens_one_case_per_traveler_once_however_often_it_is_rep
     assert_eq!(travelers.len(), 10, "one case per traveler");
     let case = &cases[0];
     assert_eq!(case.channel, common::Channel::Proactive as i32);
-    assert!(case.description.contains("CA981") && case.description.contains("heavy snow"), "{}", case.description);
+    assert!(
+        case.description.contains("CA981") && case.description.contains("heavy snow"),
+        "{}",
+        case.description
+    );
     assert!(!case.traveler.as_ref().unwrap().full_name.is_empty(), "the case holds the registry's traveler");
 
     // Every traveler has a disruption notification queued on their preferred channel.
@@ -332,7 +346,10 @@ async fn a_cancellation_opens_one_case_per_traveler_once_however_often_it_is_rep
         .into_inner()
         .notifications;
     assert_eq!(notes.len(), 20);
-    assert_eq!(notes.iter().filter(|n| n.purpose == pb::NotificationPurpose::DisruptionUpdate as i32).count(), 10);
+    assert_eq!(
+        notes.iter().filter(|n| n.purpose == pb::NotificationPurpose::DisruptionUpdate as i32).count(),
+        10
+    );
     assert_eq!(cases_of_incident(&mut s.client, &id).await.len(), 10);
 
     // The traveler acknowledges; twice is once.
@@ -351,7 +368,12 @@ async fn a_cancellation_opens_one_case_per_traveler_once_however_often_it_is_rep
     s.stop().await;
 }
 
-fn contact(traveler: common::Traveler, channel: common::Channel, text: &str, key: &str) -> pb::OpenCaseRequest {
+fn contact(
+    traveler: common::Traveler,
+    channel: common::Channel,
+    text: &str,
+    key: &str,
+) -> pb::OpenCaseRequest {
     let mut f = flight("CA981", DEPARTS);
     f.segment.as_mut().unwrap().booking_reference = "PNRA01".into();
     pb::OpenCaseRequest {
@@ -460,7 +482,11 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
 
     // Oversized text.
     let t = common::Traveler { id: Some(common::TravelerId { value: traveler_id(1) }), ..Default::default() };
-    let e = s.client.open_case(contact(t.clone(), common::Channel::Chat, &"x".repeat(9000), "")).await.unwrap_err();
+    let e = s
+        .client
+        .open_case(contact(t.clone(), common::Channel::Chat, &"x".repeat(9000), ""))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&e), ["description"]);
 
@@ -472,7 +498,11 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert_eq!(
         violated_fields(&e),
-        ["trip.travelers[0].contact_channels[0]", "trip.segments[0].segment.origin", "trip.segments[0].local_date"]
+        [
+            "trip.travelers[0].contact_channels[0]",
+            "trip.segments[0].segment.origin",
+            "trip.segments[0].local_date"
+        ]
     );
 
     // A disruption whose scope does not fit its kind, and an inverted window.
@@ -553,6 +583,7 @@ async fn open_raw(s: &Service<Client>, email: Vec<u8>) -> tonic::Status {
         description: "bag lost".into(),
     };
     let path = http::uri::PathAndQuery::from_static("/detour.intake.v1.IntakeService/OpenCase");
-    let codec: tonic_prost::ProstCodec<RawOpenCase, pb::OpenCaseResponse> = tonic_prost::ProstCodec::default();
+    let codec: tonic_prost::ProstCodec<RawOpenCase, pb::OpenCaseResponse> =
+        tonic_prost::ProstCodec::default();
     grpc.unary(tonic::Request::new(request), path, codec).await.unwrap_err()
 }

@@ -134,7 +134,8 @@ async fn disruption_notices_and_acknowledgements_reach_travelers_through_the_pro
             .into_inner()
             .incident
             .unwrap();
-        (i.fanout == pb::FanoutState::Done as i32 && i.notifications_queued == 0 && i.cases_opened == 3).then_some(i)
+        (i.fanout == pb::FanoutState::Done as i32 && i.notifications_queued == 0 && i.cases_opened == 3)
+            .then_some(i)
     })
     .await;
     assert_eq!((incident.notifications_delivered, incident.notifications_undeliverable), (2, 1));
@@ -155,7 +156,10 @@ async fn disruption_notices_and_acknowledgements_reach_travelers_through_the_pro
     assert_eq!(to(REFUSED_PHONE).len(), 1, "a refusal is not retried on the same channel");
 
     let notes = client
-        .list_notifications(pb::ListNotificationsRequest { incident_id: Some(id.clone()), ..Default::default() })
+        .list_notifications(pb::ListNotificationsRequest {
+            incident_id: Some(id.clone()),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -189,7 +193,11 @@ async fn disruption_notices_and_acknowledgements_reach_travelers_through_the_pro
         sent.0.lock().unwrap().iter().find(|(_, j)| j["to"] == "+447700900123").cloned()
     })
     .await;
-    assert_eq!(ack.0, opened.acknowledgement_id.unwrap().value, "sent with the notification id as idempotency key");
+    assert_eq!(
+        ack.0,
+        opened.acknowledgement_id.unwrap().value,
+        "sent with the notification id as idempotency key"
+    );
     assert!(ack.1["body"].as_str().unwrap().contains(&opened.case_number));
     server.stop().await;
 }

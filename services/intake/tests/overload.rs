@@ -112,7 +112,8 @@ async fn one_flooding_caller_is_rate_limited_and_the_others_are_not() {
     for n in 0..5 {
         feed.open_case(request(n, common::Channel::PartnerFeed, "Flight cancelled")).await.unwrap();
     }
-    let limited = feed.open_case(request(5, common::Channel::PartnerFeed, "Flight cancelled")).await.unwrap_err();
+    let limited =
+        feed.open_case(request(5, common::Channel::PartnerFeed, "Flight cancelled")).await.unwrap_err();
     assert_eq!(limited.code(), Code::ResourceExhausted);
     assert_eq!(limited.get_error_details().error_info().unwrap().reason, "RATE_LIMITED");
     assert!(retry_hint(&limited) > std::time::Duration::ZERO);

@@ -7,19 +7,19 @@ use std::sync::Arc;
 use chrono::Duration;
 use detour_audit::{Audit, AuditFilter, AuditLog};
 use detour_domain::{
-    Actor, CaseCategory, CaseId, CaseStatus, Channel, IncidentId, NotificationId, SegmentKind, Severity, TravelerId,
-    events, time,
+    Actor, CaseCategory, CaseId, CaseStatus, Channel, IncidentId, NotificationId, SegmentKind, Severity,
+    TravelerId, events, time,
 };
+use detour_intake::crisis::{
+    DeliveryAttempt, DisruptionKind, DisruptionReport, FanoutBatch, FanoutCase, FanoutTarget,
+    NewNotification, NextStep, NotificationScope, NotificationStatus, Purpose, RegisteredTraveler,
+    ReportOutcome, Scope, SendResult, StoredTrip, TripSegment, Window,
+};
+use detour_intake::keys::Handle;
 use detour_intake::model::{
     Applied, CaseChange, CaseFilter, NewCase, OpenOutcome, Resolution, SealedPersonal, StoredDataKey,
     StoredPersonal, StoredTraveler, TimelineEntry, TriageFacts,
 };
-use detour_intake::crisis::{
-    DeliveryAttempt, DisruptionKind, DisruptionReport, FanoutBatch, FanoutCase, FanoutTarget, NewNotification,
-    NextStep, NotificationScope, NotificationStatus, Purpose, RegisteredTraveler, ReportOutcome, Scope, SendResult,
-    StoredTrip, TripSegment, Window,
-};
-use detour_intake::keys::Handle;
 use detour_intake::repo::{self, IntakeRepository};
 use detour_intake::{MIGRATIONS, NAME};
 use detour_proto::events::v1::{CaseResolved, Envelope, SurveySent, envelope::Event};
@@ -387,7 +387,10 @@ async fn a_second_contact_about_an_open_segment_is_merged_and_replays_as_merged(
     assert_eq!(outbox_count(&f.db).await, 1);
     // Once resolved, the same segment opens a new case.
     let env = opened(&first);
-    f.repo.resolve_case(id, Resolution { text: "rebooked".into(), at: time::now() }, env, &agent()).await.unwrap();
+    f.repo
+        .resolve_case(id, Resolution { text: "rebooked".into(), at: time::now() }, env, &agent())
+        .await
+        .unwrap();
     let mut third = new_case(None, 10, Channel::Chat);
     third.traveler = first.traveler.clone();
     third.segment_key = first.segment_key.clone();
@@ -482,7 +485,11 @@ fn fanout_case(incident: IncidentId, t: &FanoutTarget) -> FanoutCase {
     case.traveler.id = t.traveler.id;
     case.segment_key = Some(format!("seg-{}", t.traveler.id));
     case.incident_id = Some(incident);
-    let notification = NewNotification { incident_id: Some(incident), purpose: Purpose::Disruption, ..ack(&case, vec![Channel::Sms]) };
+    let notification = NewNotification {
+        incident_id: Some(incident),
+        purpose: Purpose::Disruption,
+        ..ack(&case, vec![Channel::Sms])
+    };
     let opened = opened(&case);
     FanoutCase { case, opened, notification }
 }
@@ -518,7 +525,8 @@ async fn fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice(f: 
     assert_eq!((counts.affected_travelers, counts.cases_opened, counts.queued), (12, 12, 12));
     assert_eq!(outbox_count(&f.db).await, 12);
     // A changed report is a new revision the worker picks up again.
-    let (updated, outcome) = f.repo.report_disruption(&report(departs, "runway closed"), &agent()).await.unwrap();
+    let (updated, outcome) =
+        f.repo.report_disruption(&report(departs, "runway closed"), &agent()).await.unwrap();
     assert_eq!((outcome, updated.revision), (ReportOutcome::Updated, 2));
     let (claimed, _) = f.repo.claim_fanout(now, now).await.unwrap().unwrap();
     assert_eq!(claimed.revision, 2);
@@ -532,7 +540,9 @@ async fn notifications_are_claimed_once_retried_then_moved_to_the_next_channel(f
     let note = case.acknowledgement.as_ref().unwrap().id;
     let queued_at = case.received_at;
     let case_id = open(&f, case).await;
-    assert!(f.repo.claim_notifications(queued_at - Duration::seconds(1), queued_at, 10).await.unwrap().is_empty());
+    assert!(
+        f.repo.claim_notifications(queued_at - Duration::seconds(1), queued_at, 10).await.unwrap().is_empty()
+    );
     let now = queued_at + Duration::seconds(1);
     let lease = now + Duration::seconds(60);
     let due = f.repo.claim_notifications(now, lease, 10).await.unwrap();
@@ -540,33 +550,46 @@ async fn notifications_are_claimed_once_retried_then_moved_to_the_next_channel(f
     assert_eq!(due[0].notification.channel(), Some(Channel::Sms));
     assert!(due[0].case_number.starts_with("DT-"));
     assert!(f.repo.claim_notifications(now, lease, 10).await.unwrap().is_empty(), "leased to the first");
-    let attempt = |channel, accepted| DeliveryAttempt { at: now, channel, accepted, detail: "provider said no".into() };
+    let attempt =
+        |channel, accepted| DeliveryAttempt { at: now, channel, accepted, detail: "provider said no".into() };
     let retry_at = now + Duration::seconds(5);
     f.repo
-        .record_sends(&[SendResult { id: note, attempt: attempt(Channel::Sms, false), next: NextStep::Retry { at: retry_at } }], now)
+        .record_sends(
+            &[SendResult {
+                id: note,
+                attempt: attempt(Channel::Sms, false),
+                next: NextStep::Retry { at: retry_at },
+            }],
+            now,
+        )
         .await
         .unwrap();
     assert!(f.repo.claim_notifications(now, lease, 10).await.unwrap().is_empty(), "not due before the retry");
     let due = f.repo.claim_notifications(retry_at, lease, 10).await.unwrap();
     assert_eq!(due[0].notification.attempts_on_channel, 1);
     f.repo
-        .record_sends(&[SendResult { id: note, attempt: attempt(Channel::Sms, false), next: NextStep::NextChannel }], now)
+        .record_sends(
+            &[SendResult { id: note, attempt: attempt(Channel::Sms, false), next: NextStep::NextChannel }],
+            now,
+        )
         .await
         .unwrap();
     let due = f.repo.claim_notifications(retry_at, lease, 10).await.unwrap();
     assert_eq!(due[0].notification.channel(), Some(Channel::Email));
     f.repo
-        .record_sends(&[SendResult { id: note, attempt: attempt(Channel::Email, true), next: NextStep::Delivered }], now)
+        .record_sends(
+            &[SendResult { id: note, attempt: attempt(Channel::Email, true), next: NextStep::Delivered }],
+            now,
+        )
         .await
         .unwrap();
     assert!(f.repo.claim_notifications(retry_at + Duration::hours(1), lease, 10).await.unwrap().is_empty());
     let (notes, _) = f.repo.list_notifications(NotificationScope::Case(case_id), None, 10).await.unwrap();
     assert_eq!(notes[0].status, NotificationStatus::Delivered);
-    assert_eq!(notes[0].attempts.iter().map(|a| (a.channel, a.accepted)).collect::<Vec<_>>(), [
-        (Channel::Sms, false),
-        (Channel::Sms, false),
-        (Channel::Email, true)
-    ]);
+    assert_eq!(
+        notes[0].attempts.iter().map(|a| (a.channel, a.accepted)).collect::<Vec<_>>(),
+        [(Channel::Sms, false), (Channel::Sms, false), (Channel::Email, true)]
+    );
     let acked = f.repo.acknowledge_notification(note, now, &agent()).await.unwrap();
     assert_eq!(acked.status, NotificationStatus::Acknowledged);
     let err = f.repo.acknowledge_notification(NotificationId::new(), now, &agent()).await.unwrap_err();

@@ -33,9 +33,16 @@ pub trait CrisisRepository: Send + Sync + 'static {
     async fn registered_traveler(&self, id: TravelerId) -> Result<Option<RegisteredTraveler>, IntakeError>;
 
     /// Travelers whose e-mail or phone has this lookup index.
-    async fn travelers_by_index(&self, handle: Handle, index: &str) -> Result<Vec<RegisteredTraveler>, IntakeError>;
+    async fn travelers_by_index(
+        &self,
+        handle: Handle,
+        index: &str,
+    ) -> Result<Vec<RegisteredTraveler>, IntakeError>;
 
-    async fn travelers_of_booking(&self, booking_reference: &str) -> Result<Vec<RegisteredTraveler>, IntakeError>;
+    async fn travelers_of_booking(
+        &self,
+        booking_reference: &str,
+    ) -> Result<Vec<RegisteredTraveler>, IntakeError>;
 
     /// Declares the incident for `report`'s scope, or updates it (a new revision when what
     /// travelers must be told changed).
@@ -77,7 +84,12 @@ pub trait CrisisRepository: Send + Sync + 'static {
     ) -> Result<usize, IntakeError>;
 
     /// Marks `revision` told to everyone and releases the lease.
-    async fn finish_fanout(&self, incident: IncidentId, revision: i32, at: Instant) -> Result<(), IntakeError>;
+    async fn finish_fanout(
+        &self,
+        incident: IncidentId,
+        revision: i32,
+        at: Instant,
+    ) -> Result<(), IntakeError>;
 
     /// Claims up to `limit` notifications due at `now` for this dispatcher until `lease_until`.
     async fn claim_notifications(

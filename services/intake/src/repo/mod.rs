@@ -19,16 +19,16 @@ use detour_storage::keyset::{self, Keyset};
 pub use crisis::CrisisRepository;
 
 use crate::crisis::{
-    Affected, AffectedCursor, DeliveryAttempt, DisruptionKind, DisruptionReport, DueNotification, FanoutBatch,
-    FanoutCase, FanoutTarget, Incident, IncidentCounts, NewNotification, NextStep, Notification,
-    NotificationCursor, NotificationScope, NotificationStatus, Purpose, RegisteredTraveler, ReportOutcome, Scope,
-    SendResult, StoredTrip, normalise_reference,
+    Affected, AffectedCursor, DeliveryAttempt, DisruptionKind, DisruptionReport, DueNotification,
+    FanoutBatch, FanoutCase, FanoutTarget, Incident, IncidentCounts, NewNotification, NextStep, Notification,
+    NotificationCursor, NotificationScope, NotificationStatus, Purpose, RegisteredTraveler, ReportOutcome,
+    Scope, SendResult, StoredTrip, normalise_reference,
 };
 use crate::error::IntakeError;
 use crate::keys::Handle;
 use crate::model::{
-    Applied, Case, CaseChange, CaseFilter, Cursor, Interaction, NewCase, OpenOutcome, Resolution, SealedPersonal,
-    StoredDataKey, StoredPersonal, StoredTraveler, TimelineEntry, TravelerRef,
+    Applied, Case, CaseChange, CaseFilter, Cursor, Interaction, NewCase, OpenOutcome, Resolution,
+    SealedPersonal, StoredDataKey, StoredPersonal, StoredTraveler, TimelineEntry, TravelerRef,
 };
 
 /// Notifications are listed oldest first.
