@@ -97,8 +97,8 @@ impl FanoutWorker {
         let started = std::time::Instant::now();
         let mut opened = 0usize;
         loop {
-            let targets = self.repo.fanout_targets(incident.id, cursor, self.settings.batch).await?;
-            let Some(last) = targets.last().map(|t| t.traveler.id) else { break };
+            let (targets, last) = self.repo.fanout_targets(incident.id, cursor, self.settings.batch).await?;
+            let Some(last) = last else { break };
             let batch = self.batch(incident, targets, last).await?;
             opened += self.repo.write_fanout(incident.id, batch, time::now() + self.lease(), &audit).await?;
             self.dispatch.notify_one();

@@ -63,13 +63,15 @@ pub trait CrisisRepository: Send + Sync + 'static {
         lease_until: Instant,
     ) -> Result<Option<(Incident, Option<TravelerId>)>, IntakeError>;
 
-    /// The next targets of an incident's pass, in traveler id order.
+    /// The next targets of an incident's pass, in traveler id order, with the last traveler id
+    /// scanned (the next call's `after`; `None` when the pass is through). A target whose trip
+    /// no longer holds the traveler or the segment is skipped.
     async fn fanout_targets(
         &self,
         incident: IncidentId,
         after: Option<TravelerId>,
         limit: u32,
-    ) -> Result<Vec<FanoutTarget>, IntakeError>;
+    ) -> Result<(Vec<FanoutTarget>, Option<TravelerId>), IntakeError>;
 
     /// Writes one batch: the cases not opened yet (a traveler already holding one for this
     /// incident is skipped, so a batch written twice opens nothing twice), the update
