@@ -2,7 +2,7 @@
 # The storm benchmark on this machine, in one command: starts the whole suite on PostgreSQL and
 # Redis (a fresh database and an emptied Redis database for the run), with the storm's
 # notification sink as its SMS and push provider, mints a token, runs the release-built
-# `detour storm` against it, and writes bench/results/<date>-storm.json and .svg.
+# `detour storm` against it, and writes bench/results/<date>-<time>-storm.json and .svg.
 #
 #   bench/storm.sh                       # the default sizes (200 flights, 20,000 travelers)
 #   bench/storm.sh --travelers 100000 --flights 500 --mode flights   # any `detour storm` flag
@@ -138,7 +138,8 @@ if ! wait_for "$grpc_port" "the suite"; then
 fi
 
 mkdir -p bench/results
-name="$(date -u +%Y-%m-%d)-storm${smoke:+-smoke}"
+# Date and time (UTC), so a second run on the same day keeps the first one's results.
+name="$(date -u +%Y-%m-%d-%H%M)-storm${smoke:+-smoke}"
 sizes=()
 if [ -n "$smoke" ]; then
   sizes=(--flights 5 --travelers 500 --rate 50 --duration 5 --ceiling-duration 3

@@ -6,8 +6,8 @@ use crate::report::Report;
 use crate::stats::PhaseReport;
 
 const WIDTH: f64 = 1200.0;
-const HEIGHT: f64 = 1120.0;
-const SUMMARY_TOP: f64 = 790.0;
+const HEIGHT: f64 = 1150.0;
+const SUMMARY_TOP: f64 = 820.0;
 const FONT: &str = "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\"";
 
 /// A line on a chart.
@@ -187,26 +187,38 @@ fn line_panel(
             points.join(" ")
         ));
     }
-    // Legend, top left inside the frame, on a veil so lines under it do not cross the names.
-    out.push_str(&format!(
-        "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"230\" height=\"{:.1}\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#ddd\"/>\n",
-        f.x + 4.0,
-        f.y + 4.0,
-        drawn.len() as f64 * 16.0 + 6.0
-    ));
-    for (i, s) in drawn.iter().enumerate() {
-        let y = f.y + 16.0 + i as f64 * 16.0;
+    if log {
+        // The throughput panel: its lines span the whole width, so the legend goes under it,
+        // in a row.
+        for (i, s) in drawn.iter().enumerate() {
+            let x = f.x + i as f64 * 178.0;
+            legend_entry(out, x, f.y + f.h + 52.0, s);
+        }
+    } else {
+        // Inside, top left, on a veil so lines under it do not cross the names.
         out.push_str(&format!(
-            "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{}\" stroke-width=\"3\"{}/>\n",
-            f.x + 10.0,
-            y - 4.0,
-            f.x + 30.0,
-            y - 4.0,
-            s.color,
-            if s.dashed { " stroke-dasharray=\"6 4\"" } else { "" }
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"230\" height=\"{:.1}\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#ddd\"/>\n",
+            f.x + 4.0,
+            f.y + 4.0,
+            drawn.len() as f64 * 16.0 + 6.0
         ));
-        text(out, f.x + 36.0, y, 12.0, "start", "fill=\"#222\"", &s.name);
+        for (i, s) in drawn.iter().enumerate() {
+            legend_entry(out, f.x + 10.0, f.y + 16.0 + i as f64 * 16.0, s);
+        }
     }
+}
+
+fn legend_entry(out: &mut String, x: f64, y: f64, s: &Series) {
+    out.push_str(&format!(
+        "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{}\" stroke-width=\"3\"{}/>\n",
+        x,
+        y - 4.0,
+        x + 20.0,
+        y - 4.0,
+        s.color,
+        if s.dashed { " stroke-dasharray=\"6 4\"" } else { "" }
+    ));
+    text(out, x + 26.0, y, 12.0, "start", "fill=\"#222\"", &s.name);
 }
 
 /// Latency bars on a log scale, one group per phase: p50, p99, p99.9.
@@ -448,7 +460,7 @@ pub fn chart(r: &Report) -> String {
             phases.push((name, p));
         }
     }
-    latency_panel(&mut out, Frame { x: 90.0, y: 460.0, w: 480.0, h: 260.0 }, &phases);
+    latency_panel(&mut out, Frame { x: 90.0, y: 490.0, w: 480.0, h: 260.0 }, &phases);
 
     let progress = r.disruption.as_ref().map(|d| d.progress.as_slice()).unwrap_or_default();
     let fanout = [
@@ -482,7 +494,7 @@ pub fn chart(r: &Report) -> String {
     let expected = r.disruption.as_ref().map(|d| (d.expected_affected as f64, "affected travelers"));
     line_panel(
         &mut out,
-        Frame { x: 680.0, y: 460.0, w: 480.0, h: 260.0 },
+        Frame { x: 680.0, y: 490.0, w: 480.0, h: 260.0 },
         "Fan-out after ReportDisruption",
         "seconds since the report",
         &fanout,
