@@ -189,20 +189,6 @@ impl DisruptionKind {
             Self::Weather | Self::Security => matches!(scope, Scope::Area { .. } | Scope::Airport { .. }),
         }
     }
-
-    /// The word notification templates use for it.
-    pub fn short(self) -> &'static str {
-        match self {
-            Self::FlightCancelled => "cancelled",
-            Self::FlightDelayed => "delayed",
-            Self::FlightDiverted => "diverted",
-            Self::AirportClosed => "airport_closed",
-            Self::HotelClosed => "hotel_closed",
-            Self::OperatorFailure => "operator_failure",
-            Self::Weather => "weather",
-            Self::Security => "security",
-        }
-    }
 }
 
 /// A validated `ReportDisruption`.

@@ -323,7 +323,7 @@ impl IntakeApi {
         let language = traveler
             .preferred_language
             .as_deref()
-            .map(|l| if l.to_ascii_lowercase().starts_with("zh") { "zh" } else { "en" })
+            .map(|l| crate::fanout::language_of(Some(l)))
             .or_else(|| contact::detect_language(&description))
             .map(str::to_owned);
         let channels = contact::reply_channels(channel, &preferred, p.email().is_some(), p.phone().is_some());

@@ -712,13 +712,11 @@ macro_rules! crisis_sql_repository {
                 // Cases that lost to an open case of the same traveler and segment: link the
                 // open case to the incident and notify on it.
                 let mut opened = HashSet::new();
-                if !new.is_empty() {
-                    for chunk in new.chunks(crisis::ROWS_PER_INSERT) {
-                        let mut q = sqlx::QueryBuilder::<$db>::new("SELECT case_id FROM cases WHERE case_id IN ");
-                        crisis::push_in(&mut q, chunk.iter().map(|c| c.case.id.to_string()));
-                        for row in q.build().fetch_all(&mut *tx).await? {
-                            opened.insert(row.try_get::<String, _>("case_id")?);
-                        }
+                for chunk in new.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT case_id FROM cases WHERE case_id IN ");
+                    crisis::push_in(&mut q, chunk.iter().map(|c| c.case.id.to_string()));
+                    for row in q.build().fetch_all(&mut *tx).await? {
+                        opened.insert(row.try_get::<String, _>("case_id")?);
                     }
                 }
                 let mut notifications = Vec::with_capacity(new.len() + batch.updates.len());
