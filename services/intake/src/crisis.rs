@@ -106,77 +106,20 @@ pub struct AffectedCursor {
     pub position: i32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DisruptionKind {
-    FlightCancelled,
-    FlightDelayed,
-    FlightDiverted,
-    AirportClosed,
-    HotelClosed,
-    OperatorFailure,
-    Weather,
-    Security,
-}
+detour_domain::stored_names!(
+    /// What happened; the incident keeps its latest kind (a delay may become a cancellation).
+    DisruptionKind, "disruption kind", proto = detour_proto::intake::v1::DisruptionKind, {
+    FlightCancelled => "flight_cancelled",
+    FlightDelayed => "flight_delayed",
+    FlightDiverted => "flight_diverted",
+    AirportClosed => "airport_closed",
+    HotelClosed => "hotel_closed",
+    OperatorFailure => "operator_failure",
+    Weather => "weather",
+    Security => "security",
+});
 
 impl DisruptionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::FlightCancelled => "flight_cancelled",
-            Self::FlightDelayed => "flight_delayed",
-            Self::FlightDiverted => "flight_diverted",
-            Self::AirportClosed => "airport_closed",
-            Self::HotelClosed => "hotel_closed",
-            Self::OperatorFailure => "operator_failure",
-            Self::Weather => "weather",
-            Self::Security => "security",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::FlightCancelled,
-            Self::FlightDelayed,
-            Self::FlightDiverted,
-            Self::AirportClosed,
-            Self::HotelClosed,
-            Self::OperatorFailure,
-            Self::Weather,
-            Self::Security,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-
-    pub fn from_proto(raw: i32) -> Option<Self> {
-        use detour_proto::intake::v1::DisruptionKind as P;
-        Some(match P::try_from(raw).ok()? {
-            P::Unspecified => return None,
-            P::FlightCancelled => Self::FlightCancelled,
-            P::FlightDelayed => Self::FlightDelayed,
-            P::FlightDiverted => Self::FlightDiverted,
-            P::AirportClosed => Self::AirportClosed,
-            P::HotelClosed => Self::HotelClosed,
-            P::OperatorFailure => Self::OperatorFailure,
-            P::Weather => Self::Weather,
-            P::Security => Self::Security,
-        })
-    }
-
-    pub fn to_proto(self) -> i32 {
-        use detour_proto::intake::v1::DisruptionKind as P;
-        (match self {
-            Self::FlightCancelled => P::FlightCancelled,
-            Self::FlightDelayed => P::FlightDelayed,
-            Self::FlightDiverted => P::FlightDiverted,
-            Self::AirportClosed => P::AirportClosed,
-            Self::HotelClosed => P::HotelClosed,
-            Self::OperatorFailure => P::OperatorFailure,
-            Self::Weather => P::Weather,
-            Self::Security => P::Security,
-        }) as i32
-    }
-
     /// Whether a disruption of this kind can cover `scope`.
     pub fn fits(self, scope: &Scope) -> bool {
         match self {
@@ -256,73 +199,21 @@ pub struct FanoutTarget {
     pub existing: Option<(CaseId, i32)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Purpose {
-    Acknowledgement,
-    Disruption,
-    DisruptionUpdate,
-}
+detour_domain::stored_names!(
+    /// Why a traveler is told something.
+    Purpose, "notification purpose", proto = detour_proto::intake::v1::NotificationPurpose, {
+    Acknowledgement => "acknowledgement",
+    Disruption => "disruption",
+    DisruptionUpdate => "disruption_update",
+});
 
-impl Purpose {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Acknowledgement => "acknowledgement",
-            Self::Disruption => "disruption",
-            Self::DisruptionUpdate => "disruption_update",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Acknowledgement, Self::Disruption, Self::DisruptionUpdate]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-    }
-
-    pub fn to_proto(self) -> i32 {
-        use detour_proto::intake::v1::NotificationPurpose as P;
-        (match self {
-            Self::Acknowledgement => P::Acknowledgement,
-            Self::Disruption => P::Disruption,
-            Self::DisruptionUpdate => P::DisruptionUpdate,
-        }) as i32
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotificationStatus {
-    Pending,
-    Delivered,
-    Acknowledged,
-    Undeliverable,
-}
-
-impl NotificationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Acknowledged => "acknowledged",
-            Self::Undeliverable => "undeliverable",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Delivered, Self::Acknowledged, Self::Undeliverable]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-    }
-
-    pub fn to_proto(self) -> i32 {
-        use detour_proto::intake::v1::NotificationStatus as P;
-        (match self {
-            Self::Pending => P::Pending,
-            Self::Delivered => P::Delivered,
-            Self::Acknowledged => P::Acknowledged,
-            Self::Undeliverable => P::Undeliverable,
-        }) as i32
-    }
-}
+detour_domain::stored_names!(
+    NotificationStatus, "notification status", proto = detour_proto::intake::v1::NotificationStatus, {
+    Pending => "pending",
+    Delivered => "delivered",
+    Acknowledged => "acknowledged",
+    Undeliverable => "undeliverable",
+});
 
 /// A notification to queue, in the transaction of the change it tells about.
 #[derive(Debug, Clone)]

@@ -282,16 +282,15 @@ impl IntakeApi {
             (Some(mut t), _) => {
                 // A traveler sent in full but without an id is still the registry's traveler
                 // when their phone or e-mail says so: their contacts then merge like any other.
-                if sent_id.is_empty()
-                    && let Some(known) = self.known_by_contact(&t.personal).await?
-                {
-                    t.id = known;
-                }
-                let preferred = match self.repo.registered_traveler(t.id).await? {
-                    Some(r) => r.contact_channels,
-                    None => Vec::new(),
+                let registered = if sent_id.is_empty() {
+                    self.known_by_contact(&t.personal).await?
+                } else {
+                    self.repo.registered_traveler(t.id).await?
                 };
-                (t, preferred)
+                if let Some(r) = &registered {
+                    t.id = r.id;
+                }
+                (t, registered.map(|r| r.contact_channels).unwrap_or_default())
             }
             (None, Some(raw)) => {
                 let (registered, personal) = self.identify(raw, &segment.booking_reference).await?;

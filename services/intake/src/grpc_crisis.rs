@@ -605,12 +605,12 @@ impl IntakeApi {
     pub(crate) async fn known_by_contact(
         &self,
         personal: &PersonalData,
-    ) -> Result<Option<TravelerId>, IntakeError> {
+    ) -> Result<Option<RegisteredTraveler>, IntakeError> {
         for (handle, value) in [(Handle::Phone, personal.phone()), (Handle::Email, personal.email())] {
             let Some(value) = value else { continue };
             let index = self.keys.lookup_index(handle, value).await?;
             if let Ok(t) = one(self.repo.travelers_by_index(handle, &index).await?) {
-                return Ok(Some(t.id));
+                return Ok(Some(t));
             }
         }
         Ok(None)

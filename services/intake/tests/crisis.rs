@@ -147,6 +147,15 @@ async fn fanned_out(client: &mut Client, incident: &common::IncidentId) -> pb::I
     panic!("the fan-out of {incident:?} did not finish");
 }
 
+async fn incident_notifications(client: &mut Client, incident: &common::IncidentId) -> Vec<pb::Notification> {
+    let request = pb::ListNotificationsRequest {
+        incident_id: Some(incident.clone()),
+        page_size: 100,
+        ..Default::default()
+    };
+    client.list_notifications(request).await.unwrap().into_inner().notifications
+}
+
 async fn cases_of_incident(client: &mut Client, incident: &common::IncidentId) -> Vec<pb::Case> {
     let mut all = Vec::new();
     let mut token = String::new();
@@ -169,6 +178,26 @@ async fn cases_of_incident(client: &mut Client, incident: &common::IncidentId) -
     }
 }
 
+fn find_request(scope: pb::scope::Scope, page_size: i32) -> pb::FindTravelersRequest {
+    pb::FindTravelersRequest {
+        scope: Some(pb::Scope { scope: Some(scope) }),
+        page_size,
+        page_token: String::new(),
+    }
+}
+
+fn on_flight(number: &str) -> pb::scope::Scope {
+    pb::scope::Scope::Flight(pb::FlightScope {
+        flight_number: number.into(),
+        local_date: "2026-12-03".into(),
+    })
+}
+
+/// The first page of up to 100 travelers `scope` covers.
+async fn found(client: &mut Client, scope: pb::scope::Scope) -> pb::FindTravelersResponse {
+    client.find_travelers(find_request(scope, 100)).await.unwrap().into_inner()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn itineraries_are_imported_and_found_by_flight_airport_and_hotel() {
     let mut s = start().await;
@@ -185,28 +214,12 @@ async fn itineraries_are_imported_and_found_by_flight_airport_and_hotel() {
         refused.violations
     );
 
-    let find = |scope: pb::scope::Scope, page_size: i32| pb::FindTravelersRequest {
-        scope: Some(pb::Scope { scope: Some(scope) }),
-        page_size,
-        page_token: String::new(),
-    };
-    let on_ca981 = s
-        .client
-        .find_travelers(find(
-            pb::scope::Scope::Flight(pb::FlightScope {
-                flight_number: "ca 981".into(),
-                local_date: "2026-12-03".into(),
-            }),
-            100,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let on_ca981 = found(&mut s.client, on_flight("ca 981")).await;
     assert_eq!(on_ca981.travelers.len(), 10);
 
     // Departures from PEK in the morning: both flights, twelve travelers, paged by five.
     let mut seen = Vec::new();
-    let mut request = find(
+    let mut request = find_request(
         pb::scope::Scope::Airport(pb::AirportScope {
             airport: "PEK".into(),
             from: Some(ts(DEPARTS - 3600)),
@@ -229,19 +242,15 @@ async fn itineraries_are_imported_and_found_by_flight_airport_and_hotel() {
     assert_eq!(distinct, seen, "pages neither repeat nor skip");
 
     // Who sleeps at NYCHTL1 on the second night.
-    let tonight = s
-        .client
-        .find_travelers(find(
-            pb::scope::Scope::Property(pb::PropertyScope {
-                property_code: "NYCHTL1".into(),
-                from: Some(ts(DEPARTS + 2 * 86_400)),
-                until: Some(ts(DEPARTS + 2 * 86_400 + 3600)),
-            }),
-            100,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let tonight = found(
+        &mut s.client,
+        pb::scope::Scope::Property(pb::PropertyScope {
+            property_code: "NYCHTL1".into(),
+            from: Some(ts(DEPARTS + 2 * 86_400)),
+            until: Some(ts(DEPARTS + 2 * 86_400 + 3600)),
+        }),
+    )
+    .await;
     assert_eq!(tonight.travelers.len(), 4);
 
     // Re-importing a booking replaces it: PNRA01 now has one traveler.
@@ -254,18 +263,7 @@ async fn itineraries_are_imported_and_found_by_flight_airport_and_hotel() {
         .unwrap()
         .into_inner();
     assert!(!replaced.created);
-    let on_ca981 = s
-        .client
-        .find_travelers(find(
-            pb::scope::Scope::Flight(pb::FlightScope {
-                flight_number: "CA981".into(),
-                local_date: "2026-12-03".into(),
-            }),
-            100,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let on_ca981 = found(&mut s.client, on_flight("CA981")).await;
     assert_eq!(on_ca981.travelers.len(), 7);
     s.stop().await;
 }
@@ -307,17 +305,7 @@ async fn a_cancellation_opens_one_case_per_traveler_once_however_often_it_is_rep
     assert!(!case.traveler.as_ref().unwrap().full_name.is_empty(), "the case holds the registry's traveler");
 
     // Every traveler has a disruption notification queued on their preferred channel.
-    let notes = s
-        .client
-        .list_notifications(pb::ListNotificationsRequest {
-            incident_id: Some(id.clone()),
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .notifications;
+    let notes = incident_notifications(&mut s.client, &id).await;
     assert_eq!(notes.len(), 10);
     assert!(notes.iter().all(|n| n.purpose == pb::NotificationPurpose::Disruption as i32));
     let of = |n: u32| notes.iter().find(|x| x.traveler_id.as_ref().unwrap().value == traveler_id(n)).unwrap();
@@ -334,17 +322,7 @@ async fn a_cancellation_opens_one_case_per_traveler_once_however_often_it_is_rep
     assert!(updated.updated);
     let incident = fanned_out(&mut s.client, &id).await;
     assert_eq!(incident.cases_opened, 10);
-    let notes = s
-        .client
-        .list_notifications(pb::ListNotificationsRequest {
-            incident_id: Some(id.clone()),
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .notifications;
+    let notes = incident_notifications(&mut s.client, &id).await;
     assert_eq!(notes.len(), 20);
     assert_eq!(
         notes.iter().filter(|n| n.purpose == pb::NotificationPurpose::DisruptionUpdate as i32).count(),

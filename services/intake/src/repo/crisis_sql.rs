@@ -30,10 +30,9 @@ macro_rules! crisis_sql_repository {
 
             fn incident_from_row(row: &$row) -> Result<Incident, IntakeError> {
                 use sqlx::Row;
-                let kind: String = row.try_get("kind")?;
                 Ok(Incident {
                     id: parse(&row.try_get::<String, _>("incident_id")?)?,
-                    kind: DisruptionKind::parse(&kind).ok_or_else(|| decode::corrupt("unknown disruption kind"))?,
+                    kind: parse(&row.try_get::<String, _>("kind")?)?,
                     scope: decode::json(&row.try_get::<String, _>("scope")?)?,
                     reason: row.try_get("reason")?,
                     delay_minutes: row.try_get::<i32, _>("delay_minutes")?,
@@ -49,16 +48,13 @@ macro_rules! crisis_sql_repository {
             fn notification_from_row(row: &$row) -> Result<Notification, IntakeError> {
                 use sqlx::Row;
                 let channels: Vec<String> = decode::json(&row.try_get::<String, _>("channels")?)?;
-                let purpose: String = row.try_get("purpose")?;
-                let status: String = row.try_get("status")?;
                 Ok(Notification {
                     id: parse(&row.try_get::<String, _>("notification_id")?)?,
                     case_id: parse(&row.try_get::<String, _>("case_id")?)?,
                     incident_id: decode::optional(row.try_get("incident_id")?)?,
                     traveler_id: parse(&row.try_get::<String, _>("traveler_id")?)?,
-                    purpose: Purpose::parse(&purpose).ok_or_else(|| decode::corrupt("unknown notification purpose"))?,
-                    status: NotificationStatus::parse(&status)
-                        .ok_or_else(|| decode::corrupt("unknown notification status"))?,
+                    purpose: parse(&row.try_get::<String, _>("purpose")?)?,
+                    status: parse(&row.try_get::<String, _>("status")?)?,
                     channels: channels.iter().map(|c| parse(c)).collect::<Result<_, _>>()?,
                     channel_index: usize::try_from(row.try_get::<i32, _>("channel_index")?).unwrap_or(0),
                     attempts_on_channel: row.try_get::<i32, _>("attempts_on_channel")?,
@@ -495,12 +491,11 @@ macro_rules! crisis_sql_repository {
                     let n: i64 = r.try_get("n")?;
                     let last = optional_instant(r.try_get("last")?)?;
                     counts.last_delivered_at = counts.last_delivered_at.max(last);
-                    match NotificationStatus::parse(&r.try_get::<String, _>("status")?) {
-                        Some(NotificationStatus::Pending) => counts.queued = n,
-                        Some(NotificationStatus::Delivered) => counts.delivered = n,
-                        Some(NotificationStatus::Acknowledged) => counts.acknowledged = n,
-                        Some(NotificationStatus::Undeliverable) => counts.undeliverable = n,
-                        None => return Err(decode::corrupt("unknown notification status").into()),
+                    match parse(&r.try_get::<String, _>("status")?)? {
+                        NotificationStatus::Pending => counts.queued = n,
+                        NotificationStatus::Delivered => counts.delivered = n,
+                        NotificationStatus::Acknowledged => counts.acknowledged = n,
+                        NotificationStatus::Undeliverable => counts.undeliverable = n,
                     }
                 }
                 Ok(Some((incident, counts)))

@@ -19,10 +19,10 @@ use detour_storage::keyset::{self, Keyset};
 pub use crisis::CrisisRepository;
 
 use crate::crisis::{
-    Affected, AffectedCursor, DeliveryAttempt, DisruptionKind, DisruptionReport, DueNotification,
-    FanoutBatch, FanoutCase, FanoutTarget, Incident, IncidentCounts, NewNotification, NextStep, Notification,
-    NotificationCursor, NotificationScope, NotificationStatus, Purpose, RegisteredTraveler, ReportOutcome,
-    Scope, SendResult, StoredTrip, normalise_reference,
+    Affected, AffectedCursor, DeliveryAttempt, DisruptionReport, DueNotification, FanoutBatch, FanoutCase,
+    FanoutTarget, Incident, IncidentCounts, NewNotification, NextStep, Notification, NotificationCursor,
+    NotificationScope, NotificationStatus, RegisteredTraveler, ReportOutcome, Scope, SendResult, StoredTrip,
+    normalise_reference,
 };
 use crate::error::IntakeError;
 use crate::keys::Handle;
