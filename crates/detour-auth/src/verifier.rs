@@ -1,8 +1,8 @@
 //! Token verification: which issuer, which key, which claims.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::dev::DevIssuer;
 use crate::error::{AuthError, sanitize_alg};
-use crate::jwks::{IssuerKeys, KeySet, Source, Timing, b64url_decode};
+use crate::jwks::{IssuerKeys, KeySet, Source, Timing, VerifyKey, b64url_decode};
 use crate::principal::{Caller, Principal, Role};
 
 /// Longest token accepted, in bytes.
@@ -120,6 +120,7 @@ struct Issuer {
 pub struct Verifier {
     issuers: HashMap<String, Issuer>,
     leeway: u64,
+    verified: VerifiedTokens,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -204,7 +205,7 @@ impl Verifier {
                 return Err(invalid("dev_issuer", format!("issuer `{}` is also configured", dev.issuer())));
             }
         }
-        Ok(Self { issuers, leeway: settings.leeway_secs })
+        Ok(Self { issuers, leeway: settings.leeway_secs, verified: VerifiedTokens::default() })
     }
 
     /// The `iss` values accepted.
@@ -233,6 +234,12 @@ impl Verifier {
     }
 
     /// Verifies a compact JWS and answers who it names.
+    ///
+    /// The issuer and key are looked up for every call, so rotation and withdrawal take effect
+    /// as they always do; but a token whose signature this key already verified is answered from
+    /// memory until it expires: one caller (a channel adapter, a partner) sends the same token
+    /// with thousands of calls a second in a storm, and an ECDSA verification costs more CPU
+    /// than the rest of a small call.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed("token too long"));
@@ -276,6 +283,10 @@ impl Verifier {
         if key.alg != alg {
             return Err(AuthError::AlgorithmMismatch);
         }
+        let digest = token_digest(token);
+        if let Some(principal) = self.verified.get(&digest, &key, unix_now()) {
+            return Ok(principal);
+        }
 
         let mut validation = Validation::new(alg);
         validation.leeway = self.leeway;
@@ -286,8 +297,61 @@ impl Verifier {
         validation.set_issuer(&[issuer_name]);
         validation.set_audience(&[&issuer.audience]);
         let verified = jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(map_jwt_error)?;
+        let principal = principal(&verified.claims, issuer_name, &issuer.roles_claim)?;
+        if let Some(exp) = verified.claims.get("exp").and_then(Value::as_u64) {
+            self.verified.put(digest, principal.clone(), key, exp.saturating_add(self.leeway));
+        }
+        Ok(principal)
+    }
+}
 
-        principal(&verified.claims, issuer_name, &issuer.roles_claim)
+/// Most tokens remembered; beyond it the expired ones go, then all (the next calls verify again).
+const VERIFIED_CAPACITY: usize = 10_000;
+
+fn token_digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+struct VerifiedToken {
+    principal: Principal,
+    /// The key that verified it: once the issuer's key set is re-read, even with the same key
+    /// in it, the token is verified again.
+    key: Arc<VerifyKey>,
+    /// `exp` plus the leeway, in Unix seconds: the token is refused from then on anyway.
+    expires: u64,
+}
+
+/// Tokens whose signature and claims were checked, by SHA-256 of the whole token, so only the
+/// very same bytes are answered from here.
+#[derive(Default)]
+struct VerifiedTokens(Mutex<HashMap<[u8; 32], VerifiedToken>>);
+
+impl VerifiedTokens {
+    fn get(&self, digest: &[u8; 32], key: &Arc<VerifyKey>, now: u64) -> Option<Principal> {
+        let Ok(mut map) = self.0.lock() else { return None };
+        let entry = map.get(digest)?;
+        if now < entry.expires && Arc::ptr_eq(&entry.key, key) {
+            return Some(entry.principal.clone());
+        }
+        map.remove(digest);
+        None
+    }
+
+    fn put(&self, digest: [u8; 32], principal: Principal, key: Arc<VerifyKey>, expires: u64) {
+        let Ok(mut map) = self.0.lock() else { return };
+        if map.len() >= VERIFIED_CAPACITY {
+            let now = unix_now();
+            map.retain(|_, t| now < t.expires);
+            if map.len() >= VERIFIED_CAPACITY {
+                map.clear();
+            }
+        }
+        map.insert(digest, VerifiedToken { principal, key, expires });
     }
 }
 

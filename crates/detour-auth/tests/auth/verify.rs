@@ -324,3 +324,26 @@ async fn dev_issuer_tokens_are_verified_without_http() {
     let foreign = other.mint("x", &[Role::Admin], std::time::Duration::from_secs(60)).unwrap();
     assert_eq!(verifier.verify(&foreign).await, Err(AuthError::UnknownKey));
 }
+
+#[tokio::test]
+async fn a_remembered_token_is_still_refused_once_it_expires() {
+    let ec = ec_key("ec-1");
+    let server = JwksServer::start(&[&ec]).await;
+    let verifier = Verifier::new(AuthSettings { leeway_secs: 0, ..settings(&server) }).expect("verifier");
+    let mut claims = user_claims("agent-7", &[Role::Agent]);
+    claims["exp"] = json!(now() + 2);
+    let token = sign(&ec, &claims);
+    let first = verifier.verify(&token).await.expect("fresh token");
+    // The second call is answered from the verified tokens: the same principal.
+    assert_eq!(verifier.verify(&token).await.expect("again"), first);
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    assert!(matches!(verifier.verify(&token).await, Err(AuthError::Expired)));
+    // A token differing in one byte of its signature is not the remembered one.
+    let fresh = sign(&ec, &user_claims("agent-7", &[Role::Agent]));
+    verifier.verify(&fresh).await.expect("fresh token");
+    let mut forged = fresh.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).expect("ascii");
+    assert!(matches!(verifier.verify(&forged).await, Err(AuthError::BadSignature | AuthError::Malformed(_))));
+}
