@@ -42,6 +42,7 @@ const KEYS: &[&str] = &[
     "intake_admission_capacity",
     "intake_rate_limit_per_second",
     "intake_rate_limit_burst",
+    "intake_group_commit_max_batch",
 ];
 
 /// The largest request message a generated tonic server decodes unless the service raises it
@@ -129,6 +130,9 @@ pub struct Settings {
     pub intake_rate_limit_per_second: u32,
     /// How many contacts a caller may send at once above its per-second rate.
     pub intake_rate_limit_burst: u32,
+    /// Most contacts intake writes in one transaction (group commit); 1 writes each alone.
+    /// Batches are never waited for: a batch is what queued while the previous ones committed.
+    pub intake_group_commit_max_batch: usize,
 }
 
 impl Default for Settings {
@@ -161,6 +165,7 @@ impl Default for Settings {
             intake_admission_capacity: 256,
             intake_rate_limit_per_second: 2_000,
             intake_rate_limit_burst: 4_000,
+            intake_group_commit_max_batch: 128,
         }
     }
 }
@@ -228,6 +233,12 @@ impl Settings {
                     problem: format!("{value} is not between 1 and 1000000"),
                 });
             }
+        }
+        if !(1..=1_000).contains(&self.intake_group_commit_max_batch) {
+            return Err(ConfigError::Invalid {
+                setting: "DETOUR_INTAKE_GROUP_COMMIT_MAX_BATCH",
+                problem: format!("{} is not between 1 and 1000", self.intake_group_commit_max_batch),
+            });
         }
         if let Err(e) = detour_notify::Notifiers::from_settings(&self.notify) {
             return Err(ConfigError::Invalid { setting: "DETOUR_NOTIFY", problem: e.to_string() });

@@ -30,6 +30,9 @@ pub enum IntakeError {
     /// Admission control refused the request under overload.
     #[error("overloaded: {priority} contacts are being shed; retry in {retry_after_ms} ms")]
     Shed { priority: &'static str, retry_after_ms: u64 },
+    /// The server stopped writing contacts (it is shutting down) before this one was written.
+    #[error("intake is shutting down; retry on another replica")]
+    ShuttingDown,
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error("personal data keys: {0}")]
@@ -50,6 +53,7 @@ impl ServiceError for IntakeError {
             Self::AlreadyResolved(_) => ErrorCode::FailedPrecondition,
             Self::Stream(_) => ErrorCode::InvalidArgument,
             Self::Shed { .. } => ErrorCode::ResourceExhausted,
+            Self::ShuttingDown => ErrorCode::Unavailable,
             Self::Storage(e) => e.error_code(),
             Self::Vault(_) | Self::DataKeyMissing { .. } => ErrorCode::Internal,
         }

@@ -24,7 +24,7 @@ use crate::keys::PersonalDataKeys;
 use crate::model::{
     Case, CaseFilter, Cursor, NewCase, OpenOutcome, Resolution, StoredPersonal, StoredTraveler,
 };
-use crate::repo::IntakeRepository;
+use crate::repo::{IntakeRepository, OpenRequest};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
@@ -42,11 +42,22 @@ pub struct IntakeApi {
     pub(crate) admission: Option<detour_admission::Admission>,
     /// Per-caller rate limits on new contacts.
     pub(crate) limiter: Option<Arc<dyn detour_admission::RateLimiter>>,
+    /// Writes contacts arriving together in one transaction; without it each goes alone.
+    pub(crate) group_commit: Option<crate::group_commit::GroupCommit>,
 }
 
 impl IntakeApi {
     pub fn new(repo: Arc<dyn IntakeRepository>, keys: Arc<PersonalDataKeys>, audit: AuditLog) -> Self {
-        Self { repo, keys, audit, fanout: None, dispatch: None, admission: None, limiter: None }
+        Self {
+            repo,
+            keys,
+            audit,
+            fanout: None,
+            dispatch: None,
+            admission: None,
+            limiter: None,
+            group_commit: None,
+        }
     }
 
     /// Admission control and per-caller rate limits on OpenCase.
@@ -57,6 +68,12 @@ impl IntakeApi {
     ) -> Self {
         self.admission = Some(admission);
         self.limiter = Some(limiter);
+        self
+    }
+
+    /// Opens contacts through this group commit.
+    pub fn with_group_commit(mut self, group_commit: crate::group_commit::GroupCommit) -> Self {
+        self.group_commit = Some(group_commit);
         self
     }
 
@@ -90,7 +107,11 @@ impl IntakeApi {
         let ack_channel = new.acknowledgement.as_ref().and_then(|a| a.channels.first().copied());
         let language = new.language.clone().unwrap_or_default();
         let opened = events::envelope(NAME, new.id, new.received_at, &audit.actor, case_opened(&new));
-        let (case, ack, replayed, merged) = match self.repo.open_case(new, opened, audit).await? {
+        let outcome = match &self.group_commit {
+            Some(group) => group.open(OpenRequest { new, opened, audit: audit.clone() }).await?,
+            None => self.repo.open_case(new, opened, audit).await?,
+        };
+        let (case, ack, replayed, merged) = match outcome {
             OpenOutcome::Created(c) => {
                 let ack = c.acknowledgement_id;
                 (c, ack, false, false)

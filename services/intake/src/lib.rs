@@ -7,6 +7,7 @@ pub mod crisis;
 pub mod dispatch;
 pub mod error;
 pub mod fanout;
+pub mod group_commit;
 pub mod grpc;
 mod grpc_crisis;
 pub mod keys;
@@ -92,16 +93,24 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
         let wake_fanout = Arc::new(Notify::new());
         let wake_dispatch = Arc::new(Notify::new());
         let mut workers = None;
+        let group_settings = group_commit::GroupCommitSettings {
+            max_batch: settings.intake_group_commit_max_batch,
+            ..Default::default()
+        };
+        let group_metrics = group_commit::GroupCommitMetrics::new(Some(&mut *ctx.registry));
         let mut part = ctx
             .build_service(&MODULE, |db, relay, audit| {
                 let repo = repo::for_db(db, Some(relay));
+                let group =
+                    group_commit::GroupCommit::spawn(repo.clone(), group_settings, group_metrics.clone());
                 let personal = Arc::new(PersonalDataKeys::new(ring, settings.tenant.clone(), repo.clone()));
                 keys = Some(personal.clone());
                 workers = Some((repo.clone(), personal.clone()));
                 let updater = Arc::new(consumer::CaseViewUpdater::new(repo.clone()));
                 let api = grpc::IntakeApi::new(repo, personal, audit)
                     .with_workers(wake_fanout.clone(), wake_dispatch.clone())
-                    .with_admission(admission, limiter);
+                    .with_admission(admission, limiter)
+                    .with_group_commit(group);
                 Wiring::grpc(IntakeServiceServer::new(api)).consume(consumer::GROUP, WATCHED, updater)
             })
             .await?;

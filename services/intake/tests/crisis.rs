@@ -565,3 +565,88 @@ async fn open_raw(s: &Service<Client>, email: Vec<u8>) -> tonic::Status {
         tonic_prost::ProstCodec::default();
     grpc.unary(tonic::Request::new(request), path, codec).await.unwrap_err()
 }
+
+/// Three contacts from each of the twelve travelers at once (a call, its retry, an e-mail about
+/// the same flight): whatever batches the group commit makes of them, each traveler gets one
+/// case, the retry replays, the e-mail joins.
+async fn contacts_arriving_together_are_answered_as_if_each_came_alone(settings: detour_server::Settings) {
+    let bus = detour_events::connect_bus("inproc://").unwrap();
+    let server = detour_testkit::Server::start(&settings, &[detour_intake::MODULE], bus).await;
+    let mut client = IntakeServiceClient::new(server.channel().await);
+    import_storm(&mut client).await;
+    let calls = (1..=12u32).flat_map(|n| {
+        let by_phone = common::Traveler { phone: format!("+86139{n:08}"), ..Default::default() };
+        let by_email = common::Traveler { email: format!("t{n}@storm.invalid"), ..Default::default() };
+        let mut call =
+            contact(by_phone, common::Channel::Phone, "My flight is cancelled", &format!("call-{n}"));
+        let mut mail = contact(by_email, common::Channel::Email, "Please rebook me", &format!("mail-{n}"));
+        if n > 10 {
+            // Travelers 11 and 12 are booked on CA983.
+            for r in [&mut call, &mut mail] {
+                let segment = r.segment.as_mut().unwrap();
+                segment.service_reference = "CA983".into();
+                segment.booking_reference = "PNRB01".into();
+                segment.starts_at = Some(ts(DEPARTS + 3600));
+            }
+        }
+        [(n, call.clone()), (n, call), (n, mail)]
+    });
+    let answers = futures::future::join_all(calls.map(|(n, request)| {
+        let mut client = client.clone();
+        async move { (n, client.open_case(request).await.unwrap().into_inner()) }
+    }))
+    .await;
+    let mut by_traveler: std::collections::BTreeMap<u32, Vec<pb::OpenCaseResponse>> = Default::default();
+    for (n, answer) in answers {
+        by_traveler.entry(n).or_default().push(answer);
+    }
+    for (n, answers) in &by_traveler {
+        let [call, retry, mail] = &answers[..] else { panic!("traveler {n}: {answers:?}") };
+        assert!(call.case_id == retry.case_id && retry.case_id == mail.case_id, "traveler {n}: {answers:?}");
+        let opened = answers.iter().filter(|a| !a.replayed && !a.merged).count();
+        assert_eq!(opened, 1, "traveler {n}: one contact opens the case, {answers:?}");
+        assert!(call.replayed || retry.replayed, "traveler {n}: one of the two calls replays");
+        assert_eq!(call.acknowledgement_id, retry.acknowledgement_id, "traveler {n}");
+        assert!(!mail.replayed);
+    }
+    let listed = client
+        .list_cases(pb::ListCasesRequest { page_size: 100, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .cases;
+    assert_eq!(listed.len(), 12, "one case per traveler");
+    for case in &listed {
+        let case =
+            client.get_case(pb::GetCaseRequest { case_id: case.case_id.clone() }).await.unwrap().into_inner();
+        let case = case.case.unwrap();
+        assert_eq!(case.interactions.len(), 1, "the call or the e-mail joined {}", case.case_number);
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_arriving_together_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    contacts_arriving_together_are_answered_as_if_each_came_alone(detour_testkit::sqlite_settings(
+        dir.path(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_arriving_together_on_postgres() {
+    let url = detour_storage::testing::fresh_postgres_url().await.unwrap();
+    // A PostgreSQL host refuses the development issuer and key: trust them as production would.
+    let settings = detour_server::Settings {
+        database_url: Some(url),
+        auth_dev_issuer: false,
+        auth_issuers: vec![detour_testkit::jwks_issuer().await],
+        vault_keks: vec![detour_vault::KekSettings::new(
+            "crisis-kek-1",
+            detour_vault::generate_kek_base64().unwrap(),
+        )],
+        ..detour_testkit::test_settings()
+    };
+    contacts_arriving_together_are_answered_as_if_each_came_alone(settings).await;
+}

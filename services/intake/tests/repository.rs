@@ -20,7 +20,7 @@ use detour_intake::model::{
     Applied, CaseChange, CaseFilter, NewCase, OpenOutcome, Resolution, SealedPersonal, StoredDataKey,
     StoredPersonal, StoredTraveler, TimelineEntry, TriageFacts,
 };
-use detour_intake::repo::{self, IntakeRepository};
+use detour_intake::repo::{self, IntakeRepository, OpenRequest};
 use detour_intake::{MIGRATIONS, NAME};
 use detour_proto::events::v1::{CaseResolved, Envelope, SurveySent, envelope::Event};
 use detour_testkit::{Backend, TestDb, outbox_count};
@@ -338,6 +338,7 @@ detour_testkit::both_backends!(
     trips_upsert_and_are_found_by_scope,
     fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice,
     notifications_are_claimed_once_retried_then_moved_to_the_next_channel,
+    a_group_commit_answers_each_contact_as_if_it_came_alone,
 );
 
 fn ack(case: &NewCase, channels: Vec<Channel>) -> NewNotification {
@@ -594,4 +595,115 @@ async fn notifications_are_claimed_once_retried_then_moved_to_the_next_channel(f
     assert_eq!(acked.status, NotificationStatus::Acknowledged);
     let err = f.repo.acknowledge_notification(NotificationId::new(), now, &agent()).await.unwrap_err();
     assert!(matches!(err, detour_intake::error::IntakeError::NotificationNotFound(_)));
+}
+
+fn request(case: NewCase) -> OpenRequest {
+    let opened = opened(&case);
+    OpenRequest { new: case, opened, audit: agent() }
+}
+
+async fn a_group_commit_answers_each_contact_as_if_it_came_alone(f: Fixture) {
+    // Before the batch: a case whose key is retried in the batch, and an open case about a
+    // segment another contact in the batch raises again.
+    let earlier = new_case(Some("g-earlier"), 0, Channel::Phone);
+    let earlier_id = open(&f, earlier.clone()).await;
+    let mut open_before = new_case(Some("g-open"), 0, Channel::Phone);
+    open_before.segment_key = Some("flight|CA|CA981|2026-12-03".into());
+    let open_before_id = open(&f, open_before.clone()).await;
+    let events_before = outbox_count(&f.db).await;
+
+    let mut batch = Vec::new();
+    let mut fresh = Vec::new();
+    for n in 0..5 {
+        let mut c = new_case(Some(&format!("g-new-{n}")), 1, Channel::Email);
+        c.segment_key = Some(format!("flight|CA|CA98{n}|2026-12-03"));
+        c.acknowledgement = Some(ack(&c, vec![Channel::Email]));
+        fresh.push(c.clone());
+        batch.push(request(c));
+    }
+    // 5: the retry of an earlier request.
+    batch.push(request(earlier.clone()));
+    // 6: the same traveler and segment as the open case, on another channel.
+    let mut again = new_case(Some("g-again"), 2, Channel::Sms);
+    again.traveler = open_before.traveler.clone();
+    again.segment_key = open_before.segment_key.clone();
+    batch.push(request(again));
+    // 7: the retry of contact 0, inside the same batch.
+    batch.push(request(fresh[0].clone()));
+    // 8: contact 1's traveler and segment again, inside the same batch, with its own key.
+    let mut twin = new_case(Some("g-twin"), 3, Channel::Chat);
+    twin.traveler = fresh[1].traveler.clone();
+    twin.segment_key = fresh[1].segment_key.clone();
+    twin.fingerprint = "f-twin".into();
+    batch.push(request(twin));
+    // 9: a reused key with another request.
+    let mut reused = new_case(Some("g-new-2"), 4, Channel::Email);
+    reused.fingerprint = "something else".into();
+    batch.push(request(reused));
+
+    let answers = f.repo.open_cases(batch).await;
+    assert_eq!(answers.len(), 10);
+    let mut created = Vec::new();
+    for (n, answer) in answers.iter().take(5).enumerate() {
+        match answer {
+            Ok(OpenOutcome::Created(c)) => {
+                assert_eq!(c.id, fresh[n].id);
+                assert_eq!(c.acknowledgement_id, fresh[n].acknowledgement.as_ref().map(|a| a.id));
+                let stored = f.repo.get_case(c.id).await.unwrap().unwrap();
+                assert_eq!(
+                    // The twin (contact 8) joins contact 1's case after it: the first entry is the opening.
+                    (&stored.number, &stored.timeline[..1], stored.opened_at, stored.first_response_due),
+                    (&c.number, &c.timeline[..], c.opened_at, c.first_response_due),
+                    "answered as stored"
+                );
+                created.push(c.number.clone());
+            }
+            other => panic!("contact {n}: expected a new case, got {other:?}"),
+        }
+    }
+    created.sort();
+    created.dedup();
+    assert_eq!(created.len(), 5, "five distinct case numbers");
+    assert!(matches!(&answers[5], Ok(OpenOutcome::Replayed(c, _)) if c.id == earlier_id), "{:?}", answers[5]);
+    assert!(
+        matches!(&answers[6], Ok(OpenOutcome::Merged(c, _)) if c.id == open_before_id),
+        "{:?}",
+        answers[6]
+    );
+    assert!(
+        matches!(&answers[7], Ok(OpenOutcome::Replayed(c, _)) if c.id == fresh[0].id),
+        "{:?}",
+        answers[7]
+    );
+    match &answers[8] {
+        Ok(OpenOutcome::Merged(c, _)) => {
+            assert_eq!(c.id, fresh[1].id);
+            assert_eq!(c.interactions.len(), 1);
+            assert_eq!(c.interactions[0].channel, Channel::Chat);
+        }
+        other => panic!("expected the twin merged: {other:?}"),
+    }
+    assert!(
+        matches!(&answers[9], Err(detour_intake::error::IntakeError::IdempotencyKeyReused(_))),
+        "{:?}",
+        answers[9]
+    );
+    // One CaseOpened per new case, one acknowledgement queued each, one audit record each.
+    assert_eq!(outbox_count(&f.db).await - events_before, 5);
+    for (n, c) in fresh.iter().enumerate() {
+        let (notes, _) = f.repo.list_notifications(NotificationScope::Case(c.id), None, 10).await.unwrap();
+        assert_eq!(notes.len(), 1, "acknowledgements of {}", c.id);
+        // Contact 0's retry is audited as a replay on its case, the twin's contact on the case
+        // it joined.
+        assert_eq!(trail(&f, Some(c.id)).await.len(), if n < 2 { 2 } else { 1 }, "audit of contact {n}");
+    }
+    // Two contacts, one of them joining a case the batch above opened: each answered right.
+    let mut late = new_case(Some("g-late"), 5, Channel::App);
+    late.traveler = fresh[2].traveler.clone();
+    late.segment_key = fresh[2].segment_key.clone();
+    late.fingerprint = "f-late".into();
+    let solo = new_case(Some("g-solo"), 5, Channel::App);
+    let answers = f.repo.open_cases(vec![request(late), request(solo.clone())]).await;
+    assert!(matches!(&answers[0], Ok(OpenOutcome::Merged(c, _)) if c.id == fresh[2].id), "{:?}", answers[0]);
+    assert!(matches!(&answers[1], Ok(OpenOutcome::Created(c)) if c.id == solo.id), "{:?}", answers[1]);
 }

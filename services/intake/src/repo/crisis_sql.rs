@@ -165,6 +165,92 @@ macro_rules! crisis_sql_repository {
                 Ok(())
             }
 
+            /// Draws case numbers for `ids`, with one multi-row insert per chunk.
+            pub(super) async fn number_cases(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                ids: &[CaseId],
+            ) -> Result<HashMap<CaseId, i64>, IntakeError> {
+                use sqlx::Row;
+                let mut numbers = HashMap::with_capacity(ids.len());
+                for chunk in ids.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO case_numbers (case_id) ");
+                    q.push_values(chunk, |mut b, id| {
+                        b.push_bind(id.to_string());
+                    });
+                    q.push(" RETURNING number, case_id");
+                    for row in q.build().fetch_all(&mut *conn).await? {
+                        numbers.insert(parse(&row.try_get::<String, _>("case_id")?)?, row.try_get::<i64, _>("number")?);
+                    }
+                }
+                Ok(numbers)
+            }
+
+            /// Inserts new cases, numbered by [`Self::number_cases`], each with the id of the
+            /// notification that tells the traveler about it, with multi-row inserts.
+            /// `yield_to_open`: a case whose traveler already has an open case about the same
+            /// segment is skipped (the caller finds out which) instead of failing the statement.
+            pub(super) async fn insert_cases(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                cases: &[(&NewCase, Option<NotificationId>)],
+                numbers: &HashMap<CaseId, i64>,
+                yield_to_open: bool,
+            ) -> Result<(), IntakeError> {
+                for chunk in cases.chunks(crisis::ROWS_PER_INSERT / 2) {
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for (n, ack) in chunk {
+                        let StoredPersonal::Sealed(sealed) = &n.traveler.personal else {
+                            return Err(decode::corrupt("a new case must carry sealed personal data").into());
+                        };
+                        let number =
+                            numbers.get(&n.id).copied().ok_or_else(|| decode::corrupt("a new case got no number"))?;
+                        let traveler =
+                            TravelerRef { id: n.traveler.id, preferred_language: n.traveler.preferred_language.clone() };
+                        rows.push((
+                            *n,
+                            *ack,
+                            sealed,
+                            case_number(number),
+                            decode::to_json(&traveler)?,
+                            decode::to_json(&n.segment)?,
+                            decode::to_json(&n.requested_outcomes)?,
+                        ));
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO cases (case_id, case_number, status, traveler, segment, channel, description, \
+                         requested_outcomes, opened_at, first_response_due, idempotency_key, request_fingerprint, \
+                         tenant, traveler_id, personal_data, data_key_version, incident_id, language, \
+                         acknowledgement_id, open_segment_key) ",
+                    );
+                    q.push_values(rows, |mut b, (n, ack, sealed, number, traveler, segment, outcomes)| {
+                        b.push_bind(n.id.to_string())
+                            .push_bind(number)
+                            .push_bind(CaseStatus::Open.as_str())
+                            .push_bind(traveler)
+                            .push_bind(segment)
+                            .push_bind(n.channel.as_str())
+                            .push_bind(n.description.clone())
+                            .push_bind(outcomes)
+                            .push_bind(time::to_micros(n.received_at))
+                            .push_bind(time::to_micros(n.first_response_due))
+                            .push_bind(n.idempotency_key.clone())
+                            .push_bind(n.fingerprint.clone())
+                            .push_bind(sealed.tenant.clone())
+                            .push_bind(n.traveler.id.to_string())
+                            .push_bind(sealed.ciphertext.clone())
+                            .push_bind(sealed.key_version)
+                            .push_bind(n.incident_id.map(|i| i.to_string()))
+                            .push_bind(n.language.clone())
+                            .push_bind(ack.map(|a| a.to_string()))
+                            .push_bind(n.segment_key.clone());
+                    });
+                    if yield_to_open {
+                        q.push(" ON CONFLICT (traveler_id, open_segment_key) DO NOTHING");
+                    }
+                    q.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
             async fn materialise_targets(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 incident: &Incident,
@@ -638,72 +724,13 @@ macro_rules! crisis_sql_repository {
                 }
                 let new: Vec<&FanoutCase> =
                     batch.new_cases.iter().filter(|c| claimed.contains(&c.case.id.to_string())).collect();
-                let mut numbers = HashMap::new();
-                for chunk in new.chunks(crisis::ROWS_PER_INSERT) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO case_numbers (case_id) ");
-                    q.push_values(chunk, |mut b, c| {
-                        b.push_bind(c.case.id.to_string());
-                    });
-                    q.push(" RETURNING number, case_id");
-                    for row in q.build().fetch_all(&mut *tx).await? {
-                        numbers.insert(row.try_get::<String, _>("case_id")?, row.try_get::<i64, _>("number")?);
-                    }
-                }
-                for chunk in new.chunks(crisis::ROWS_PER_INSERT / 2) {
-                    let mut rows = Vec::with_capacity(chunk.len());
-                    for c in chunk {
-                        let StoredPersonal::Sealed(sealed) = &c.case.traveler.personal else {
-                            return Err(decode::corrupt("a new case must carry sealed personal data").into());
-                        };
-                        let number = numbers
-                            .get(&c.case.id.to_string())
-                            .copied()
-                            .ok_or_else(|| decode::corrupt("a fan-out case got no number"))?;
-                        let traveler = TravelerRef {
-                            id: c.case.traveler.id,
-                            preferred_language: c.case.traveler.preferred_language.clone(),
-                        };
-                        rows.push((
-                            *c,
-                            sealed,
-                            case_number(number),
-                            decode::to_json(&traveler)?,
-                            decode::to_json(&c.case.segment)?,
-                            decode::to_json(&c.case.requested_outcomes)?,
-                        ));
-                    }
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO cases (case_id, case_number, status, traveler, segment, channel, description, \
-                         requested_outcomes, opened_at, first_response_due, request_fingerprint, tenant, traveler_id, \
-                         personal_data, data_key_version, incident_id, language, acknowledgement_id, open_segment_key) ",
-                    );
-                    q.push_values(rows, |mut b, (c, sealed, number, traveler, segment, outcomes)| {
-                        let n = &c.case;
-                        b.push_bind(n.id.to_string())
-                            .push_bind(number)
-                            .push_bind(CaseStatus::Open.as_str())
-                            .push_bind(traveler)
-                            .push_bind(segment)
-                            .push_bind(n.channel.as_str())
-                            .push_bind(n.description.clone())
-                            .push_bind(outcomes)
-                            .push_bind(time::to_micros(n.received_at))
-                            .push_bind(time::to_micros(n.first_response_due))
-                            .push_bind(n.fingerprint.clone())
-                            .push_bind(sealed.tenant.clone())
-                            .push_bind(n.traveler.id.to_string())
-                            .push_bind(sealed.ciphertext.clone())
-                            .push_bind(sealed.key_version)
-                            .push_bind(n.incident_id.map(|i| i.to_string()))
-                            .push_bind(n.language.clone())
-                            .push_bind(c.notification.id.to_string())
-                            .push_bind(n.segment_key.clone());
-                    });
-                    // A traveler who already wrote about this segment has an open case for it:
-                    // the incident links that one instead (below) rather than opening another.
-                    q.push(" ON CONFLICT (traveler_id, open_segment_key) DO NOTHING");
-                    q.build().execute(&mut *tx).await?;
-                }
+                let ids: Vec<CaseId> = new.iter().map(|c| c.case.id).collect();
+                let numbers = Self::number_cases(&mut tx, &ids).await?;
+                let cases: Vec<(&NewCase, Option<NotificationId>)> =
+                    new.iter().map(|c| (&c.case, Some(c.notification.id))).collect();
+                // A traveler who already wrote about this segment has an open case for it:
+                // the incident links that one instead (below) rather than opening another.
+                Self::insert_cases(&mut tx, &cases, &numbers, true).await?;
                 // Cases that lost to an open case of the same traveler and segment: link the
                 // open case to the incident and notify on it.
                 let mut opened = HashSet::new();
@@ -732,7 +759,7 @@ macro_rules! crisis_sql_repository {
                         ));
                         let mut event = c.opened.clone();
                         if let Some(Event::CaseOpened(o)) = event.event.as_mut() {
-                            o.case_number = case_number(numbers.get(&c.case.id.to_string()).copied().unwrap_or_default());
+                            o.case_number = case_number(numbers.get(&c.case.id).copied().unwrap_or_default());
                         }
                         events.push(event);
                         notifications.push(c.notification.clone());

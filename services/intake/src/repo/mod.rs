@@ -49,6 +49,13 @@ pub trait IntakeRepository: CrisisRepository + Send + Sync + 'static {
         audit: &Audit,
     ) -> Result<OpenOutcome, IntakeError>;
 
+    /// Opens many contacts with one transaction and one commit (group commit), answering in
+    /// the order given. New cases are written together; contacts that replay an earlier key or
+    /// join an open case, and every contact of a batch that could not be written together, are
+    /// answered one by one through [`Self::open_case`], so each gets the answer it would have
+    /// had alone.
+    async fn open_cases(&self, batch: Vec<OpenRequest>) -> Vec<Result<OpenOutcome, IntakeError>>;
+
     async fn get_case(&self, id: CaseId) -> Result<Option<Case>, IntakeError>;
 
     /// Newest first, without timelines; the cursor of the next page when there is one.
@@ -111,6 +118,70 @@ pub trait IntakeRepository: CrisisRepository + Send + Sync + 'static {
         wrapped: &[u8],
         audit: &Audit,
     ) -> Result<bool, IntakeError>;
+}
+
+/// One contact for [`IntakeRepository::open_cases`].
+#[derive(Debug, Clone)]
+pub struct OpenRequest {
+    pub new: NewCase,
+    pub opened: Envelope,
+    pub audit: Audit,
+}
+
+/// The case as [`IntakeRepository::open_case`] stores it, without reading it back.
+fn created_case(new: &NewCase, number: i64, entry: TimelineEntry) -> Case {
+    Case {
+        id: new.id,
+        number: case_number(number),
+        status: CaseStatus::Open,
+        traveler: new.traveler.clone(),
+        segment: new.segment.clone(),
+        channel: new.channel,
+        description: new.description.clone(),
+        requested_outcomes: new.requested_outcomes.clone(),
+        category: None,
+        severity: None,
+        queue: None,
+        // As stored: to the microsecond, so the answer equals a later read.
+        opened_at: time::from_micros(time::to_micros(new.received_at)).unwrap_or(new.received_at),
+        first_response_due: time::from_micros(time::to_micros(new.first_response_due))
+            .unwrap_or(new.first_response_due),
+        resolution_due: None,
+        resolved_at: None,
+        resolution: None,
+        timeline: vec![entry],
+        incident_id: new.incident_id,
+        language: new.language.clone(),
+        acknowledgement_id: new.acknowledgement.as_ref().map(|a| a.id),
+        interactions: Vec::new(),
+    }
+}
+
+fn opened_entry(new: &NewCase, number: i64) -> TimelineEntry {
+    TimelineEntry {
+        at: new.received_at,
+        kind: "case.opened".into(),
+        actor: "intake".into(),
+        summary: format!("Case {} opened from {}", case_number(number), new.channel),
+    }
+}
+
+/// Which contacts of a batch can be written together: the first of each idempotency key and
+/// of each traveler's segment. Later ones replay or merge into the first, which they can only
+/// see once it is committed.
+fn first_of_each(batch: &[OpenRequest]) -> Vec<usize> {
+    let mut keys = HashSet::new();
+    let mut segments = HashSet::new();
+    let mut firsts = Vec::with_capacity(batch.len());
+    for (i, r) in batch.iter().enumerate() {
+        let new_key = r.new.idempotency_key.as_ref().is_none_or(|k| keys.insert(k.clone()));
+        let new_segment =
+            r.new.segment_key.as_ref().is_none_or(|k| segments.insert((r.new.traveler.id, k.clone())));
+        if new_key && new_segment && matches!(r.new.traveler.personal, StoredPersonal::Sealed(_)) {
+            firsts.push(i);
+        }
+    }
+    firsts
 }
 
 /// Cases are listed newest first.
@@ -287,7 +358,9 @@ macro_rules! sql_repository {
                 Ok(())
             }
 
-            async fn try_open(&self, new: &NewCase, opened: &Envelope, audit: &Audit) -> Result<OpenOutcome, IntakeError> {
+            /// `None` when the idempotency key turned up meanwhile: the caller goes round again
+            /// and replays.
+            async fn try_open(&self, new: &NewCase, opened: &Envelope, audit: &Audit) -> Result<Option<OpenOutcome>, IntakeError> {
                 use sqlx::Row;
                 let StoredPersonal::Sealed(sealed) = &new.traveler.personal else {
                     return Err(decode::corrupt("a new case must carry sealed personal data").into());
@@ -304,6 +377,21 @@ macro_rules! sql_repository {
                     None => None,
                 };
                 if let Some(open) = open {
+                    // The open case may have been written by this very request's twin (a retry
+                    // racing it) after the replay check: the key is unique per table, not across
+                    // cases and interactions, so look again now the case is visible.
+                    if let Some(key) = &new.idempotency_key
+                        && sqlx::query(
+                            "SELECT 1 AS seen FROM cases WHERE idempotency_key = $1 \
+                             UNION ALL SELECT 1 FROM case_interactions WHERE idempotency_key = $1",
+                        )
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some()
+                    {
+                        return Ok(None);
+                    }
                     let id: CaseId = parse(&open)?;
                     let ack = new.acknowledgement.as_ref().map(|a| a.id);
                     sqlx::query(
@@ -336,7 +424,7 @@ macro_rules! sql_repository {
                     tx.append_audit(&record).await?;
                     let case = Self::load_case(&mut tx, id, true).await?.ok_or(IntakeError::CaseNotFound(id))?;
                     tx.commit().await?;
-                    return Ok(OpenOutcome::Merged(case, ack));
+                    return Ok(Some(OpenOutcome::Merged(case, ack)));
                 }
                 let traveler = TravelerRef {
                     id: new.traveler.id,
@@ -376,12 +464,7 @@ macro_rules! sql_repository {
                 .bind(new.segment_key.as_deref())
                 .execute(&mut *tx)
                 .await?;
-                let entry = TimelineEntry {
-                    at: new.received_at,
-                    kind: "case.opened".into(),
-                    actor: "intake".into(),
-                    summary: format!("Case {} opened from {}", case_number(number), new.channel),
-                };
+                let entry = opened_entry(new, number);
                 Self::add_timeline(&mut tx, new.id, &entry).await?;
                 let mut opened = opened.clone();
                 if let Some(Event::CaseOpened(e)) = opened.event.as_mut() {
@@ -397,31 +480,92 @@ macro_rules! sql_repository {
                 self.committed();
                 // Everything stored is known here: answering from it saves three reads on the
                 // hottest path of a storm.
-                Ok(OpenOutcome::Created(Case {
-                    id: new.id,
-                    number: case_number(number),
-                    status: CaseStatus::Open,
-                    traveler: new.traveler.clone(),
-                    segment: new.segment.clone(),
-                    channel: new.channel,
-                    description: new.description.clone(),
-                    requested_outcomes: new.requested_outcomes.clone(),
-                    category: None,
-                    severity: None,
-                    queue: None,
-                    // As stored: to the microsecond, so the answer equals a later read.
-                    opened_at: time::from_micros(time::to_micros(new.received_at)).unwrap_or(new.received_at),
-                    first_response_due: time::from_micros(time::to_micros(new.first_response_due))
-                        .unwrap_or(new.first_response_due),
-                    resolution_due: None,
-                    resolved_at: None,
-                    resolution: None,
-                    timeline: vec![entry],
-                    incident_id: new.incident_id,
-                    language: new.language.clone(),
-                    acknowledgement_id: new.acknowledgement.as_ref().map(|a| a.id),
-                    interactions: Vec::new(),
-                }))
+                Ok(Some(OpenOutcome::Created(created_case(new, number, entry))))
+            }
+
+            /// Writes the new cases among `batch` in one transaction: the indexes written, with
+            /// their cases. The rest (replays, merges, later contacts of the same key or
+            /// segment) are left to [`IntakeRepository::open_case`]. Any failure, a race with
+            /// another replica on a unique index included, writes nothing.
+            async fn try_open_batch(&self, batch: &[OpenRequest]) -> Result<Vec<(usize, Case)>, IntakeError> {
+                use sqlx::Row;
+                let mut candidates = first_of_each(batch);
+                if candidates.len() < 2 {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.pool.begin_with($begin).await?;
+                let keys: Vec<String> =
+                    candidates.iter().filter_map(|&i| batch[i].new.idempotency_key.clone()).collect();
+                if !keys.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT idempotency_key FROM cases WHERE idempotency_key IN ");
+                    crisis::push_in(&mut q, keys.iter().cloned());
+                    q.push(" UNION ALL SELECT idempotency_key FROM case_interactions WHERE idempotency_key IN ");
+                    crisis::push_in(&mut q, keys.iter().cloned());
+                    let mut seen = HashSet::new();
+                    for row in q.build().fetch_all(&mut *tx).await? {
+                        seen.insert(row.try_get::<String, _>("idempotency_key")?);
+                    }
+                    candidates.retain(|&i| batch[i].new.idempotency_key.as_ref().is_none_or(|k| !seen.contains(k)));
+                }
+                let travelers: HashSet<String> = candidates
+                    .iter()
+                    .filter(|&&i| batch[i].new.segment_key.is_some())
+                    .map(|&i| batch[i].new.traveler.id.to_string())
+                    .collect();
+                if !travelers.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT traveler_id, open_segment_key FROM cases WHERE open_segment_key IS NOT NULL AND traveler_id IN ",
+                    );
+                    crisis::push_in(&mut q, travelers);
+                    let mut open = HashSet::new();
+                    for row in q.build().fetch_all(&mut *tx).await? {
+                        open.insert((row.try_get::<String, _>("traveler_id")?, row.try_get::<String, _>("open_segment_key")?));
+                    }
+                    candidates.retain(|&i| {
+                        let n = &batch[i].new;
+                        n.segment_key.as_ref().is_none_or(|k| !open.contains(&(n.traveler.id.to_string(), k.clone())))
+                    });
+                }
+                if candidates.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let ids: Vec<CaseId> = candidates.iter().map(|&i| batch[i].new.id).collect();
+                let numbers = Self::number_cases(&mut tx, &ids).await?;
+                let cases: Vec<(&NewCase, Option<NotificationId>)> = candidates
+                    .iter()
+                    .map(|&i| (&batch[i].new, batch[i].new.acknowledgement.as_ref().map(|a| a.id)))
+                    .collect();
+                Self::insert_cases(&mut tx, &cases, &numbers, false).await?;
+                let mut written = Vec::with_capacity(candidates.len());
+                let mut events = Vec::with_capacity(candidates.len());
+                let mut acks = Vec::with_capacity(candidates.len());
+                let mut records = Vec::with_capacity(candidates.len());
+                for &i in &candidates {
+                    let r = &batch[i];
+                    let number =
+                        numbers.get(&r.new.id).copied().ok_or_else(|| decode::corrupt("a new case got no number"))?;
+                    let mut opened = r.opened.clone();
+                    if let Some(Event::CaseOpened(e)) = opened.event.as_mut() {
+                        e.case_number = case_number(number);
+                    }
+                    events.push(opened);
+                    acks.extend(r.new.acknowledgement.iter().cloned());
+                    records.push(r.audit.record(
+                        Some(r.new.id),
+                        vec![Target::new("traveler", r.new.traveler.id)],
+                        Outcome::Ok,
+                    ));
+                    written.push((i, created_case(&r.new, number, opened_entry(&r.new, number))));
+                }
+                let entries: Vec<(CaseId, &TimelineEntry)> = written.iter().map(|(_, c)| (c.id, &c.timeline[0])).collect();
+                Self::insert_timeline(&mut tx, &entries).await?;
+                Self::insert_notifications(&mut tx, &acks).await?;
+                detour_events::outbox::EnqueueMany::enqueue_many(&mut *tx, detour_domain::events::streams::INTAKE, &events)
+                    .await?;
+                tx.append_audit_many(&records).await?;
+                tx.commit().await?;
+                self.committed();
+                Ok(written)
             }
 
             /// Marks the case resolved inside `conn`'s transaction; false when it already was.
@@ -469,11 +613,33 @@ macro_rules! sql_repository {
                     }
                     match self.try_open(&new, &opened, audit).await {
                         Err(IntakeError::Storage(e)) if e.is_unique_violation() => continue,
-                        other => return other,
+                        Ok(None) => continue,
+                        Ok(Some(outcome)) => return Ok(outcome),
+                        Err(e) => return Err(e),
                     }
                 }
                 Err(detour_storage::StorageError::Corrupt("a contact kept racing another".into()).into())
             }
+            async fn open_cases(&self, batch: Vec<OpenRequest>) -> Vec<Result<OpenOutcome, IntakeError>> {
+                let mut written: HashMap<usize, Case> = HashMap::new();
+                if batch.len() > 1 {
+                    match self.try_open_batch(&batch).await {
+                        Ok(cases) => written.extend(cases),
+                        Err(e) => tracing::debug!(error = %e, contacts = batch.len(), "group commit failed; opening one by one"),
+                    }
+                }
+                let answers = batch.into_iter().enumerate().map(|(i, r)| {
+                    let done = written.remove(&i);
+                    async move {
+                        match done {
+                            Some(case) => Ok(OpenOutcome::Created(case)),
+                            None => self.open_case(r.new, r.opened, &r.audit).await,
+                        }
+                    }
+                });
+                futures::future::join_all(answers).await
+            }
+
             async fn get_case(&self, id: CaseId) -> Result<Option<Case>, IntakeError> {
                 let mut conn = self.pool.acquire().await?;
                 Self::load_case(&mut conn, id, true).await
