@@ -7,6 +7,8 @@
 #   bench/storm.sh                       # the issue's default sizes (200 flights, 20,000 travelers)
 #   bench/storm.sh --travelers 100000 --flights 500 --mode flights   # any `detour storm` flag
 #   bench/storm.sh --smoke               # a small crisis, about a minute, for a quick check
+#   bench/storm.sh --intake-only         # intake alone (`detour serve intake`), as it scales in
+#                                        # production, instead of all five services in one process
 #
 # Environment: STORM_PG_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres, trust
 # auth), STORM_REDIS_DB (default 15: the tests use lower numbers), KEEP=1 keeps the database and
@@ -21,10 +23,14 @@ PG_PORT=5432
 REDIS_PORT=6379
 
 smoke=""
-if [ "${1:-}" = "--smoke" ]; then
-  smoke=1
-  shift
-fi
+intake_only=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke=1; shift ;;
+    --intake-only) intake_only=1; shift ;;
+    *) break ;;
+  esac
+done
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 reachable() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -118,7 +124,15 @@ redis-cli -p "$REDIS_PORT" -n "$REDIS_DB" FLUSHDB >/dev/null
 issuer_dir="$run_dir/issuer"
 token=$("$detour" token --role crisis_manager --role agent --role supervisor --data-dir "$issuer_dir" --ttl-minutes 240)
 
-say "starting the suite (all five services) on 127.0.0.1:$grpc_port"
+if [ -n "$intake_only" ]; then
+  say "starting intake alone on 127.0.0.1:$grpc_port"
+  suite=(env DETOUR_GRPC_ADDR="127.0.0.1:$grpc_port" DETOUR_METRICS_ADDR="127.0.0.1:$metrics_port"
+    DETOUR_DATA_DIR="$run_dir/data" "$detour" serve intake)
+else
+  say "starting the suite (all five services) on 127.0.0.1:$grpc_port"
+  suite=("$detour" dev --data-dir "$run_dir/data" --grpc-addr "127.0.0.1:$grpc_port"
+    --metrics-addr "127.0.0.1:$metrics_port")
+fi
 DETOUR_DATABASE_URL="$database_url" \
 DETOUR_EVENTS_URL="$redis_url" \
 DETOUR_AUTH_DEV_ISSUER=false \
@@ -129,8 +143,7 @@ DETOUR_LOG="${DETOUR_LOG:-warn}" \
 DETOUR_INTAKE_RATE_LIMIT_PER_SECOND="${DETOUR_INTAKE_RATE_LIMIT_PER_SECOND:-1000000}" \
 DETOUR_INTAKE_RATE_LIMIT_BURST="${DETOUR_INTAKE_RATE_LIMIT_BURST:-1000000}" \
 DETOUR_REQUEST_TIMEOUT_SECS="${DETOUR_REQUEST_TIMEOUT_SECS:-120}" \
-  "$detour" dev --data-dir "$run_dir/data" --grpc-addr "127.0.0.1:$grpc_port" \
-  --metrics-addr "127.0.0.1:$metrics_port" >"$run_dir/suite.log" 2>&1 &
+  "${suite[@]}" >"$run_dir/suite.log" 2>&1 &
 suite_pid=$!
 if ! wait_for "$grpc_port" "the suite"; then
   tail -n 40 "$run_dir/suite.log" >&2
@@ -139,7 +152,7 @@ fi
 
 mkdir -p bench/results
 # Date and time (UTC), so a second run on the same day keeps the first one's results.
-name="$(date -u +%Y-%m-%d-%H%M)-storm${smoke:+-smoke}"
+name="$(date -u +%Y-%m-%d-%H%M)-storm${intake_only:+-intake}${smoke:+-smoke}"
 sizes=()
 if [ -n "$smoke" ]; then
   sizes=(--flights 5 --travelers 500 --rate 50 --duration 5 --ceiling-duration 3

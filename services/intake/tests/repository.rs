@@ -665,11 +665,16 @@ async fn a_group_commit_answers_each_contact_as_if_it_came_alone(f: Fixture) {
     created.dedup();
     assert_eq!(created.len(), 5, "five distinct case numbers");
     assert!(matches!(&answers[5], Ok(OpenOutcome::Replayed(c, _)) if c.id == earlier_id), "{:?}", answers[5]);
-    assert!(
-        matches!(&answers[6], Ok(OpenOutcome::Merged(c, _)) if c.id == open_before_id),
-        "{:?}",
-        answers[6]
-    );
+    match &answers[6] {
+        Ok(OpenOutcome::Merged(c, _)) => {
+            assert_eq!(c.id, open_before_id);
+            assert_eq!(c.interactions.len(), 1);
+            assert_eq!(c.interactions[0].channel, Channel::Sms);
+            let kinds: Vec<&str> = c.timeline.iter().map(|t| t.kind.as_str()).collect();
+            assert_eq!(kinds, ["case.opened", "case.contact"]);
+        }
+        other => panic!("expected a merge into the open case: {other:?}"),
+    }
     assert!(
         matches!(&answers[7], Ok(OpenOutcome::Replayed(c, _)) if c.id == fresh[0].id),
         "{:?}",

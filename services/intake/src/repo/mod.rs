@@ -50,10 +50,10 @@ pub trait IntakeRepository: CrisisRepository + Send + Sync + 'static {
     ) -> Result<OpenOutcome, IntakeError>;
 
     /// Opens many contacts with one transaction and one commit (group commit), answering in
-    /// the order given. New cases are written together; contacts that replay an earlier key or
-    /// join an open case, and every contact of a batch that could not be written together, are
-    /// answered one by one through [`Self::open_case`], so each gets the answer it would have
-    /// had alone.
+    /// the order given. New cases and contacts joining an open case are written together;
+    /// contacts that replay an earlier key, later contacts of a key or segment already in the
+    /// batch, and every contact of a batch that could not be written together, are answered
+    /// one by one through [`Self::open_case`], so each gets the answer it would have had alone.
     async fn open_cases(&self, batch: Vec<OpenRequest>) -> Vec<Result<OpenOutcome, IntakeError>>;
 
     async fn get_case(&self, id: CaseId) -> Result<Option<Case>, IntakeError>;
@@ -163,6 +163,15 @@ fn opened_entry(new: &NewCase, number: i64) -> TimelineEntry {
         kind: "case.opened".into(),
         actor: "intake".into(),
         summary: format!("Case {} opened from {}", case_number(number), new.channel),
+    }
+}
+
+fn contact_entry(new: &NewCase) -> TimelineEntry {
+    TimelineEntry {
+        at: new.received_at,
+        kind: "case.contact".into(),
+        actor: "intake".into(),
+        summary: format!("The traveler got in touch again by {}", new.channel),
     }
 }
 
@@ -408,13 +417,7 @@ macro_rules! sql_repository {
                     .bind(ack.map(|a| a.to_string()))
                     .execute(&mut *tx)
                     .await?;
-                    let entry = TimelineEntry {
-                        at: new.received_at,
-                        kind: "case.contact".into(),
-                        actor: "intake".into(),
-                        summary: format!("The traveler got in touch again by {}", new.channel),
-                    };
-                    Self::add_timeline(&mut tx, id, &entry).await?;
+                    Self::add_timeline(&mut tx, id, &contact_entry(new)).await?;
                     if let Some(ack) = &new.acknowledgement {
                         let mut ack = ack.clone();
                         ack.case_id = id;
@@ -483,17 +486,40 @@ macro_rules! sql_repository {
                 Ok(Some(OpenOutcome::Created(created_case(new, number, entry))))
             }
 
-            /// Writes the new cases among `batch` in one transaction: the indexes written, with
-            /// their cases. The rest (replays, merges, later contacts of the same key or
-            /// segment) are left to [`IntakeRepository::open_case`]. Any failure, a race with
-            /// another replica on a unique index included, writes nothing.
-            async fn try_open_batch(&self, batch: &[OpenRequest]) -> Result<Vec<(usize, Case)>, IntakeError> {
+            /// Writes the new cases and the contacts joining open cases among `batch` in one
+            /// transaction: the indexes written, with their outcomes. The rest (replays, later
+            /// contacts of a key or segment already in the batch) are left to
+            /// [`IntakeRepository::open_case`]. Any failure, a race with another replica on a
+            /// unique index included, writes nothing.
+            async fn try_open_batch(&self, batch: &[OpenRequest]) -> Result<Vec<(usize, OpenOutcome)>, IntakeError> {
                 use sqlx::Row;
                 let mut candidates = first_of_each(batch);
                 if candidates.len() < 2 {
                     return Ok(Vec::new());
                 }
                 let mut tx = self.pool.begin_with($begin).await?;
+                let travelers: HashSet<String> = candidates
+                    .iter()
+                    .filter(|&&i| batch[i].new.segment_key.is_some())
+                    .map(|&i| batch[i].new.traveler.id.to_string())
+                    .collect();
+                // The traveler's open case about the segment, which the contact joins.
+                let mut open: HashMap<(String, String), CaseId> = HashMap::new();
+                if !travelers.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT case_id, traveler_id, open_segment_key FROM cases WHERE open_segment_key IS NOT NULL AND traveler_id IN ",
+                    );
+                    crisis::push_in(&mut q, travelers);
+                    for row in q.build().fetch_all(&mut *tx).await? {
+                        open.insert(
+                            (row.try_get::<String, _>("traveler_id")?, row.try_get::<String, _>("open_segment_key")?),
+                            parse(&row.try_get::<String, _>("case_id")?)?,
+                        );
+                    }
+                }
+                // Keys after open cases: an open case seen above is committed, so the request that
+                // wrote it is seen here if it had this key (PostgreSQL reads each statement's own
+                // snapshot).
                 let keys: Vec<String> =
                     candidates.iter().filter_map(|&i| batch[i].new.idempotency_key.clone()).collect();
                 if !keys.is_empty() {
@@ -507,40 +533,30 @@ macro_rules! sql_repository {
                     }
                     candidates.retain(|&i| batch[i].new.idempotency_key.as_ref().is_none_or(|k| !seen.contains(k)));
                 }
-                let travelers: HashSet<String> = candidates
-                    .iter()
-                    .filter(|&&i| batch[i].new.segment_key.is_some())
-                    .map(|&i| batch[i].new.traveler.id.to_string())
-                    .collect();
-                if !travelers.is_empty() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT traveler_id, open_segment_key FROM cases WHERE open_segment_key IS NOT NULL AND traveler_id IN ",
-                    );
-                    crisis::push_in(&mut q, travelers);
-                    let mut open = HashSet::new();
-                    for row in q.build().fetch_all(&mut *tx).await? {
-                        open.insert((row.try_get::<String, _>("traveler_id")?, row.try_get::<String, _>("open_segment_key")?));
-                    }
-                    candidates.retain(|&i| {
-                        let n = &batch[i].new;
-                        n.segment_key.as_ref().is_none_or(|k| !open.contains(&(n.traveler.id.to_string(), k.clone())))
-                    });
-                }
                 if candidates.is_empty() {
                     return Ok(Vec::new());
                 }
-                let ids: Vec<CaseId> = candidates.iter().map(|&i| batch[i].new.id).collect();
+                let joins = |n: &NewCase| {
+                    n.segment_key.as_ref().and_then(|k| open.get(&(n.traveler.id.to_string(), k.clone())).copied())
+                };
+                let (merges, creates): (Vec<usize>, Vec<usize>) =
+                    candidates.iter().partition(|&&i| joins(&batch[i].new).is_some());
+                let merges: Vec<(usize, CaseId)> =
+                    merges.into_iter().filter_map(|i| joins(&batch[i].new).map(|c| (i, c))).collect();
+
+                let ids: Vec<CaseId> = creates.iter().map(|&i| batch[i].new.id).collect();
                 let numbers = Self::number_cases(&mut tx, &ids).await?;
-                let cases: Vec<(&NewCase, Option<NotificationId>)> = candidates
+                let cases: Vec<(&NewCase, Option<NotificationId>)> = creates
                     .iter()
                     .map(|&i| (&batch[i].new, batch[i].new.acknowledgement.as_ref().map(|a| a.id)))
                     .collect();
                 Self::insert_cases(&mut tx, &cases, &numbers, false).await?;
-                let mut written = Vec::with_capacity(candidates.len());
-                let mut events = Vec::with_capacity(candidates.len());
+                let mut created = Vec::with_capacity(creates.len());
+                let mut events = Vec::with_capacity(creates.len());
                 let mut acks = Vec::with_capacity(candidates.len());
                 let mut records = Vec::with_capacity(candidates.len());
-                for &i in &candidates {
+                let mut timeline: Vec<(CaseId, TimelineEntry)> = Vec::with_capacity(candidates.len());
+                for &i in &creates {
                     let r = &batch[i];
                     let number =
                         numbers.get(&r.new.id).copied().ok_or_else(|| decode::corrupt("a new case got no number"))?;
@@ -555,17 +571,113 @@ macro_rules! sql_repository {
                         vec![Target::new("traveler", r.new.traveler.id)],
                         Outcome::Ok,
                     ));
-                    written.push((i, created_case(&r.new, number, opened_entry(&r.new, number))));
+                    let entry = opened_entry(&r.new, number);
+                    timeline.push((r.new.id, entry.clone()));
+                    created.push((i, created_case(&r.new, number, entry)));
                 }
-                let entries: Vec<(CaseId, &TimelineEntry)> = written.iter().map(|(_, c)| (c.id, &c.timeline[0])).collect();
+                for chunk in merges.chunks(crisis::ROWS_PER_INSERT / 2) {
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for (i, case_id) in chunk {
+                        rows.push((&batch[*i].new, *case_id, decode::to_json(&batch[*i].new.requested_outcomes)?));
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO case_interactions (case_id, at, channel, description, requested_outcomes, \
+                         idempotency_key, request_fingerprint, acknowledgement_id) ",
+                    );
+                    q.push_values(rows, |mut b, (n, case_id, outcomes)| {
+                        b.push_bind(case_id.to_string())
+                            .push_bind(time::to_micros(n.received_at))
+                            .push_bind(n.channel.as_str())
+                            .push_bind(n.description.clone())
+                            .push_bind(outcomes)
+                            .push_bind(n.idempotency_key.clone())
+                            .push_bind(n.fingerprint.clone())
+                            .push_bind(n.acknowledgement.as_ref().map(|a| a.id.to_string()));
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                for (i, case_id) in &merges {
+                    let r = &batch[*i];
+                    timeline.push((*case_id, contact_entry(&r.new)));
+                    if let Some(ack) = &r.new.acknowledgement {
+                        let mut ack = ack.clone();
+                        ack.case_id = *case_id;
+                        acks.push(ack);
+                    }
+                    records.push(r.audit.record(
+                        Some(*case_id),
+                        vec![Target::new("traveler", r.new.traveler.id)],
+                        Outcome::Ok,
+                    ));
+                }
+                let entries: Vec<(CaseId, &TimelineEntry)> = timeline.iter().map(|(c, e)| (*c, e)).collect();
                 Self::insert_timeline(&mut tx, &entries).await?;
                 Self::insert_notifications(&mut tx, &acks).await?;
                 detour_events::outbox::EnqueueMany::enqueue_many(&mut *tx, detour_domain::events::streams::INTAKE, &events)
                     .await?;
                 tx.append_audit_many(&records).await?;
+                let joined: Vec<CaseId> = merges.iter().map(|(_, c)| *c).collect();
+                let mut loaded = Self::load_cases(&mut tx, &joined).await?;
                 tx.commit().await?;
                 self.committed();
-                Ok(written)
+                let mut answers: Vec<(usize, OpenOutcome)> =
+                    created.into_iter().map(|(i, c)| (i, OpenOutcome::Created(c))).collect();
+                for (i, case_id) in merges {
+                    let case = loaded.remove(&case_id).ok_or(IntakeError::CaseNotFound(case_id))?;
+                    answers.push((i, OpenOutcome::Merged(case, batch[i].new.acknowledgement.as_ref().map(|a| a.id))));
+                }
+                Ok(answers)
+            }
+
+            /// Loads `ids` with their timelines and interactions, three queries for them all.
+            async fn load_cases(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                ids: &[CaseId],
+            ) -> Result<HashMap<CaseId, Case>, IntakeError> {
+                use sqlx::Row;
+                let mut cases = HashMap::with_capacity(ids.len());
+                for chunk in ids.chunks(crisis::ROWS_PER_INSERT) {
+                    let ids = || chunk.iter().map(|c| c.to_string());
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT * FROM cases WHERE case_id IN ");
+                    crisis::push_in(&mut q, ids());
+                    for row in q.build().fetch_all(&mut *conn).await? {
+                        let case = Self::case_from_row(&row)?;
+                        cases.insert(case.id, case);
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT case_id, at, kind, actor, summary FROM case_timeline WHERE case_id IN ",
+                    );
+                    crisis::push_in(&mut q, ids());
+                    q.push(" ORDER BY case_id, at, seq");
+                    for r in q.build().fetch_all(&mut *conn).await? {
+                        let id: CaseId = parse(&r.try_get::<String, _>("case_id")?)?;
+                        if let Some(case) = cases.get_mut(&id) {
+                            case.timeline.push(TimelineEntry {
+                                at: instant(r.try_get("at")?)?,
+                                kind: r.try_get("kind")?,
+                                actor: r.try_get("actor")?,
+                                summary: r.try_get("summary")?,
+                            });
+                        }
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT case_id, at, channel, description, requested_outcomes FROM case_interactions WHERE case_id IN ",
+                    );
+                    crisis::push_in(&mut q, ids());
+                    q.push(" ORDER BY case_id, at, seq");
+                    for r in q.build().fetch_all(&mut *conn).await? {
+                        let id: CaseId = parse(&r.try_get::<String, _>("case_id")?)?;
+                        if let Some(case) = cases.get_mut(&id) {
+                            case.interactions.push(Interaction {
+                                at: instant(r.try_get("at")?)?,
+                                channel: parse(&r.try_get::<String, _>("channel")?)?,
+                                description: r.try_get("description")?,
+                                requested_outcomes: decode::json(&r.try_get::<String, _>("requested_outcomes")?)?,
+                            });
+                        }
+                    }
+                }
+                Ok(cases)
             }
 
             /// Marks the case resolved inside `conn`'s transaction; false when it already was.
@@ -621,7 +733,7 @@ macro_rules! sql_repository {
                 Err(detour_storage::StorageError::Corrupt("a contact kept racing another".into()).into())
             }
             async fn open_cases(&self, batch: Vec<OpenRequest>) -> Vec<Result<OpenOutcome, IntakeError>> {
-                let mut written: HashMap<usize, Case> = HashMap::new();
+                let mut written: HashMap<usize, OpenOutcome> = HashMap::new();
                 if batch.len() > 1 {
                     match self.try_open_batch(&batch).await {
                         Ok(cases) => written.extend(cases),
@@ -632,7 +744,7 @@ macro_rules! sql_repository {
                     let done = written.remove(&i);
                     async move {
                         match done {
-                            Some(case) => Ok(OpenOutcome::Created(case)),
+                            Some(outcome) => Ok(outcome),
                             None => self.open_case(r.new, r.opened, &r.audit).await,
                         }
                     }
