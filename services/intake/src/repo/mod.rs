@@ -269,45 +269,14 @@ macro_rules! sql_repository {
                 id: CaseId,
                 with_timeline: bool,
             ) -> Result<Option<Case>, IntakeError> {
-                use sqlx::Row;
+                if with_timeline {
+                    return Ok(Self::load_cases(conn, &[id]).await?.remove(&id));
+                }
                 let row = sqlx::query("SELECT * FROM cases WHERE case_id = $1")
                     .bind(id.to_string())
                     .fetch_optional(&mut *conn)
                     .await?;
-                let Some(row) = row else { return Ok(None) };
-                let mut case = Self::case_from_row(&row)?;
-                if with_timeline {
-                    let rows = sqlx::query(
-                        "SELECT at, kind, actor, summary FROM case_timeline WHERE case_id = $1 ORDER BY at, seq",
-                    )
-                    .bind(id.to_string())
-                    .fetch_all(&mut *conn)
-                    .await?;
-                    for r in rows {
-                        case.timeline.push(TimelineEntry {
-                            at: instant(r.try_get("at")?)?,
-                            kind: r.try_get("kind")?,
-                            actor: r.try_get("actor")?,
-                            summary: r.try_get("summary")?,
-                        });
-                    }
-                    let rows = sqlx::query(
-                        "SELECT at, channel, description, requested_outcomes FROM case_interactions \
-                         WHERE case_id = $1 ORDER BY at, seq",
-                    )
-                    .bind(id.to_string())
-                    .fetch_all(&mut *conn)
-                    .await?;
-                    for r in rows {
-                        case.interactions.push(Interaction {
-                            at: instant(r.try_get("at")?)?,
-                            channel: parse(&r.try_get::<String, _>("channel")?)?,
-                            description: r.try_get("description")?,
-                            requested_outcomes: decode::json(&r.try_get::<String, _>("requested_outcomes")?)?,
-                        });
-                    }
-                }
-                Ok(Some(case))
+                row.as_ref().map(Self::case_from_row).transpose()
             }
 
             async fn add_timeline(
