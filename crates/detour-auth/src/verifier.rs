@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -284,7 +284,7 @@ impl Verifier {
             return Err(AuthError::AlgorithmMismatch);
         }
         let digest = token_digest(token);
-        if let Some(principal) = self.verified.get(&digest, &key, unix_now()) {
+        if let Some(principal) = self.verified.get(&digest, &key, jsonwebtoken::get_current_timestamp()) {
             return Ok(principal);
         }
 
@@ -311,10 +311,6 @@ const VERIFIED_CAPACITY: usize = 10_000;
 fn token_digest(token: &str) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(token.as_bytes()).into()
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 struct VerifiedToken {
@@ -345,7 +341,7 @@ impl VerifiedTokens {
     fn put(&self, digest: [u8; 32], principal: Principal, key: Arc<VerifyKey>, expires: u64) {
         let Ok(mut map) = self.0.lock() else { return };
         if map.len() >= VERIFIED_CAPACITY {
-            let now = unix_now();
+            let now = jsonwebtoken::get_current_timestamp();
             map.retain(|_, t| now < t.expires);
             if map.len() >= VERIFIED_CAPACITY {
                 map.clear();

@@ -251,6 +251,35 @@ macro_rules! crisis_sql_repository {
                 Ok(())
             }
 
+            /// Adds each contact to the open case it joins, with multi-row inserts.
+            pub(super) async fn insert_interactions(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                contacts: &[(&NewCase, CaseId)],
+            ) -> Result<(), IntakeError> {
+                for chunk in contacts.chunks(crisis::ROWS_PER_INSERT / 2) {
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for (n, case_id) in chunk {
+                        rows.push((*n, *case_id, decode::to_json(&n.requested_outcomes)?));
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO case_interactions (case_id, at, channel, description, requested_outcomes, \
+                         idempotency_key, request_fingerprint, acknowledgement_id) ",
+                    );
+                    q.push_values(rows, |mut b, (n, case_id, outcomes)| {
+                        b.push_bind(case_id.to_string())
+                            .push_bind(time::to_micros(n.received_at))
+                            .push_bind(n.channel.as_str())
+                            .push_bind(n.description.clone())
+                            .push_bind(outcomes)
+                            .push_bind(n.idempotency_key.clone())
+                            .push_bind(n.fingerprint.clone())
+                            .push_bind(n.acknowledgement.as_ref().map(|a| a.id.to_string()));
+                    });
+                    q.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
             async fn materialise_targets(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 incident: &Incident,
@@ -757,11 +786,7 @@ macro_rules! crisis_sql_repository {
                                 summary: format!("Opened by Detour for a reported disruption ({})", c.case.channel.as_str()),
                             },
                         ));
-                        let mut event = c.opened.clone();
-                        if let Some(Event::CaseOpened(o)) = event.event.as_mut() {
-                            o.case_number = case_number(numbers.get(&c.case.id).copied().unwrap_or_default());
-                        }
-                        events.push(event);
+                        events.push(numbered(&c.opened, numbers.get(&c.case.id).copied().unwrap_or_default()));
                         notifications.push(c.notification.clone());
                         records.push(audit.record(Some(c.case.id), target, Outcome::Ok));
                     } else {

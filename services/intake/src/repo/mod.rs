@@ -166,6 +166,15 @@ fn opened_entry(new: &NewCase, number: i64) -> TimelineEntry {
     }
 }
 
+/// The `CaseOpened` event with the case number the transaction drew.
+fn numbered(opened: &Envelope, number: i64) -> Envelope {
+    let mut opened = opened.clone();
+    if let Some(Event::CaseOpened(e)) = opened.event.as_mut() {
+        e.case_number = case_number(number);
+    }
+    opened
+}
+
 fn contact_entry(new: &NewCase) -> TimelineEntry {
     TimelineEntry {
         at: new.received_at,
@@ -340,9 +349,9 @@ macro_rules! sql_repository {
             /// and replays.
             async fn try_open(&self, new: &NewCase, opened: &Envelope, audit: &Audit) -> Result<Option<OpenOutcome>, IntakeError> {
                 use sqlx::Row;
-                let StoredPersonal::Sealed(sealed) = &new.traveler.personal else {
+                if !matches!(new.traveler.personal, StoredPersonal::Sealed(_)) {
                     return Err(decode::corrupt("a new case must carry sealed personal data").into());
-                };
+                }
                 let mut tx = self.pool.begin_with($begin).await?;
                 let open = match &new.segment_key {
                     Some(key) => sqlx::query("SELECT case_id FROM cases WHERE traveler_id = $1 AND open_segment_key = $2")
@@ -372,20 +381,7 @@ macro_rules! sql_repository {
                     }
                     let id: CaseId = parse(&open)?;
                     let ack = new.acknowledgement.as_ref().map(|a| a.id);
-                    sqlx::query(
-                        "INSERT INTO case_interactions (case_id, at, channel, description, requested_outcomes, \
-                         idempotency_key, request_fingerprint, acknowledgement_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(id.to_string())
-                    .bind(time::to_micros(new.received_at))
-                    .bind(new.channel.as_str())
-                    .bind(&new.description)
-                    .bind(decode::to_json(&new.requested_outcomes)?)
-                    .bind(new.idempotency_key.as_deref())
-                    .bind(&new.fingerprint)
-                    .bind(ack.map(|a| a.to_string()))
-                    .execute(&mut *tx)
-                    .await?;
+                    Self::insert_interactions(&mut tx, &[(new, id)]).await?;
                     Self::add_timeline(&mut tx, id, &contact_entry(new)).await?;
                     if let Some(ack) = &new.acknowledgement {
                         let mut ack = ack.clone();
@@ -398,51 +394,13 @@ macro_rules! sql_repository {
                     tx.commit().await?;
                     return Ok(Some(OpenOutcome::Merged(case, ack)));
                 }
-                let traveler = TravelerRef {
-                    id: new.traveler.id,
-                    preferred_language: new.traveler.preferred_language.clone(),
-                };
-                let number: i64 = sqlx::query("INSERT INTO case_numbers (case_id) VALUES ($1) RETURNING number")
-                    .bind(new.id.to_string())
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("number")?;
-                sqlx::query(
-                    "INSERT INTO cases (case_id, case_number, status, traveler, segment, channel, description, \
-                     requested_outcomes, opened_at, first_response_due, idempotency_key, request_fingerprint, \
-                     tenant, traveler_id, personal_data, data_key_version, incident_id, language, acknowledgement_id, \
-                     open_segment_key) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
-                )
-                .bind(new.id.to_string())
-                .bind(case_number(number))
-                .bind(CaseStatus::Open.as_str())
-                .bind(decode::to_json(&traveler)?)
-                .bind(decode::to_json(&new.segment)?)
-                .bind(new.channel.as_str())
-                .bind(&new.description)
-                .bind(decode::to_json(&new.requested_outcomes)?)
-                .bind(time::to_micros(new.received_at))
-                .bind(time::to_micros(new.first_response_due))
-                .bind(new.idempotency_key.as_deref())
-                .bind(&new.fingerprint)
-                .bind(&sealed.tenant)
-                .bind(new.traveler.id.to_string())
-                .bind(&sealed.ciphertext)
-                .bind(sealed.key_version)
-                .bind(new.incident_id.map(|i| i.to_string()))
-                .bind(new.language.as_deref())
-                .bind(new.acknowledgement.as_ref().map(|a| a.id.to_string()))
-                .bind(new.segment_key.as_deref())
-                .execute(&mut *tx)
-                .await?;
+                let numbers = Self::number_cases(&mut tx, &[new.id]).await?;
+                let number =
+                    numbers.get(&new.id).copied().ok_or_else(|| decode::corrupt("a new case got no number"))?;
+                Self::insert_cases(&mut tx, &[(new, new.acknowledgement.as_ref().map(|a| a.id))], &numbers, false).await?;
                 let entry = opened_entry(new, number);
                 Self::add_timeline(&mut tx, new.id, &entry).await?;
-                let mut opened = opened.clone();
-                if let Some(Event::CaseOpened(e)) = opened.event.as_mut() {
-                    e.case_number = case_number(number);
-                }
-                $enqueue(&mut tx, detour_domain::events::streams::INTAKE, &opened).await?;
+                $enqueue(&mut tx, detour_domain::events::streams::INTAKE, &numbered(opened, number)).await?;
                 if let Some(ack) = &new.acknowledgement {
                     Self::insert_notifications(&mut tx, std::slice::from_ref(ack)).await?;
                 }
@@ -529,11 +487,7 @@ macro_rules! sql_repository {
                     let r = &batch[i];
                     let number =
                         numbers.get(&r.new.id).copied().ok_or_else(|| decode::corrupt("a new case got no number"))?;
-                    let mut opened = r.opened.clone();
-                    if let Some(Event::CaseOpened(e)) = opened.event.as_mut() {
-                        e.case_number = case_number(number);
-                    }
-                    events.push(opened);
+                    events.push(numbered(&r.opened, number));
                     acks.extend(r.new.acknowledgement.iter().cloned());
                     records.push(r.audit.record(
                         Some(r.new.id),
@@ -544,27 +498,8 @@ macro_rules! sql_repository {
                     timeline.push((r.new.id, entry.clone()));
                     created.push((i, created_case(&r.new, number, entry)));
                 }
-                for chunk in merges.chunks(crisis::ROWS_PER_INSERT / 2) {
-                    let mut rows = Vec::with_capacity(chunk.len());
-                    for (i, case_id) in chunk {
-                        rows.push((&batch[*i].new, *case_id, decode::to_json(&batch[*i].new.requested_outcomes)?));
-                    }
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO case_interactions (case_id, at, channel, description, requested_outcomes, \
-                         idempotency_key, request_fingerprint, acknowledgement_id) ",
-                    );
-                    q.push_values(rows, |mut b, (n, case_id, outcomes)| {
-                        b.push_bind(case_id.to_string())
-                            .push_bind(time::to_micros(n.received_at))
-                            .push_bind(n.channel.as_str())
-                            .push_bind(n.description.clone())
-                            .push_bind(outcomes)
-                            .push_bind(n.idempotency_key.clone())
-                            .push_bind(n.fingerprint.clone())
-                            .push_bind(n.acknowledgement.as_ref().map(|a| a.id.to_string()));
-                    });
-                    q.build().execute(&mut *tx).await?;
-                }
+                let joining: Vec<(&NewCase, CaseId)> = merges.iter().map(|(i, c)| (&batch[*i].new, *c)).collect();
+                Self::insert_interactions(&mut tx, &joining).await?;
                 for (i, case_id) in &merges {
                     let r = &batch[*i];
                     timeline.push((*case_id, contact_entry(&r.new)));
