@@ -9,8 +9,9 @@
 /// `($name, $db, $pool, $row, $enqueue, $mark_processed, $begin)`: the struct, the sqlx
 /// database, pool and row types, this crate's outbox functions for that backend, and the
 /// statement that opens a write transaction. It writes the struct's helpers and its `impl $trait`
-/// with the same SQL for both. The struct comes from here: its `pool`, its `relay`, `new`, and
-/// `committed`, to call after a commit that wrote events.
+/// with the same SQL for both. The struct comes from here: its `pool`, its `relay`, `new`,
+/// `committed`, to call after a commit that wrote events, and `wrote`, to call after a commit
+/// that added rows to a table that grows in bulk.
 #[macro_export]
 macro_rules! sql_repositories {
     ($trait:ident { postgres: $pg:ident, sqlite: $sqlite:ident, body: $body:ident $(,)? }) => {
@@ -59,11 +60,20 @@ macro_rules! sql_repositories {
         pub struct $name {
             pool: $pool,
             relay: Option<$crate::outbox::RelayHandle>,
+            statistics: $crate::__private::detour_storage::Statistics,
         }
 
         impl $name {
             pub fn new(pool: $pool, relay: Option<$crate::outbox::RelayHandle>) -> Self {
-                Self { pool, relay }
+                let statistics = $crate::__private::detour_storage::Statistics::from(&pool);
+                Self { pool, relay, statistics }
+            }
+
+            /// Counts rows a committed transaction wrote to `table`, so the planner's statistics
+            /// follow the table as it grows (see `detour_storage::statistics`).
+            #[allow(dead_code, reason = "not every service writes in bulk")]
+            fn wrote(&self, table: &'static str, rows: usize) {
+                self.statistics.wrote(table, u64::try_from(rows).unwrap_or(u64::MAX));
             }
 
             /// Wakes the outbox relay after a commit that wrote events.

@@ -17,11 +17,14 @@ use sqlx::sqlite::{
 
 pub mod decode;
 pub mod keyset;
+pub mod statistics;
 pub mod testing;
 
 /// For [`impl_from_sqlx!`], which expands in service crates.
 #[doc(hidden)]
 pub use sqlx;
+
+pub use statistics::Statistics;
 
 /// Which store backs a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +137,7 @@ pub async fn connect(settings: &DbSettings) -> Result<Db, StorageError> {
     }
 }
 
-fn is_identifier(s: &str) -> bool {
+pub(crate) fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')

@@ -46,6 +46,12 @@ pub const MIGRATIONS: &[MigrationStep] = &[
         postgres: include_str!("../migrations/postgres/0102_itineraries.sql"),
         sqlite: include_str!("../migrations/sqlite/0102_itineraries.sql"),
     },
+    MigrationStep {
+        version: 103,
+        description: "traveler handles indexed with the traveler id",
+        postgres: include_str!("../migrations/postgres/0103_traveler_handles.sql"),
+        sqlite: include_str!("../migrations/sqlite/0103_traveler_handles.sql"),
+    },
 ];
 
 /// The streams whose events change a case's view.

@@ -283,7 +283,7 @@ macro_rules! crisis_sql_repository {
             async fn materialise_targets(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 incident: &Incident,
-            ) -> Result<(), IntakeError> {
+            ) -> Result<u64, IntakeError> {
                 let id = incident.id.to_string();
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO incident_targets (incident_id, traveler_id, booking_reference, position) \
@@ -296,12 +296,12 @@ macro_rules! crisis_sql_repository {
                     );
                 crisis::push_scope(&mut q, &incident.scope);
                 q.push(" ON CONFLICT (incident_id, traveler_id) DO NOTHING");
-                q.build().execute(&mut *conn).await?;
+                let added = q.build().execute(&mut *conn).await?.rows_affected();
                 sqlx::query("UPDATE incidents SET targets_revision = revision, fanout_cursor = NULL WHERE incident_id = $1")
                     .bind(id.as_str())
                     .execute(&mut *conn)
                     .await?;
-                Ok(())
+                Ok(added)
             }
         }
 
@@ -418,6 +418,11 @@ macro_rules! crisis_sql_repository {
                     .collect();
                 tx.append_audit_many(&records).await?;
                 tx.commit().await?;
+                // An import is the bulk write the registry's lookups are planned against.
+                self.wrote("travelers", travelers.len());
+                self.wrote("trips", kept.len());
+                self.wrote("trip_travelers", links.len());
+                self.wrote("segments", segments.len());
                 let created: Vec<bool> = kept.iter().map(|t| !existing.contains(&t.booking_reference)).collect();
                 // A trip named twice in one call was new only at its first mention.
                 let mut seen = HashSet::new();
@@ -639,11 +644,13 @@ macro_rules! crisis_sql_repository {
                 let incident = Self::incident_from_row(&row)?;
                 let targets_revision: i32 = row.try_get("targets_revision")?;
                 let mut cursor: Option<TravelerId> = decode::optional(row.try_get("fanout_cursor")?)?;
+                let mut added = 0;
                 if targets_revision < incident.revision {
-                    Self::materialise_targets(&mut tx, &incident).await?;
+                    added = Self::materialise_targets(&mut tx, &incident).await?;
                     cursor = None;
                 }
                 tx.commit().await?;
+                self.wrote("incident_targets", usize::try_from(added).unwrap_or(usize::MAX));
                 Ok(Some((incident, cursor)))
             }
 
@@ -867,6 +874,10 @@ macro_rules! crisis_sql_repository {
                     .await?;
                 tx.commit().await?;
                 self.committed();
+                self.wrote("cases", events.len());
+                self.wrote("incident_cases", new.len());
+                self.wrote("case_timeline", timeline.len());
+                self.wrote("notifications", notifications.len());
                 Ok(events.len())
             }
 
@@ -1011,6 +1022,7 @@ macro_rules! crisis_sql_repository {
                     sqlx::query(sql).bind(next_at).bind(r.id.to_string()).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
+                self.wrote("notification_attempts", results.len());
                 Ok(())
             }
 

@@ -392,6 +392,9 @@ macro_rules! sql_repository {
                     tx.append_audit(&record).await?;
                     let case = Self::load_case(&mut tx, id, true).await?.ok_or(IntakeError::CaseNotFound(id))?;
                     tx.commit().await?;
+                    self.wrote("case_interactions", 1);
+                    self.wrote("case_timeline", 1);
+                    self.wrote("notifications", usize::from(ack.is_some()));
                     return Ok(Some(OpenOutcome::Merged(case, ack)));
                 }
                 let numbers = Self::number_cases(&mut tx, &[new.id]).await?;
@@ -408,6 +411,9 @@ macro_rules! sql_repository {
                 tx.append_audit(&record).await?;
                 tx.commit().await?;
                 self.committed();
+                self.wrote("cases", 1);
+                self.wrote("case_timeline", 1);
+                self.wrote("notifications", usize::from(new.acknowledgement.is_some()));
                 // Everything stored is known here: answering from it saves three reads on the
                 // hottest path of a storm.
                 Ok(Some(OpenOutcome::Created(created_case(new, number, entry))))
@@ -524,6 +530,10 @@ macro_rules! sql_repository {
                 let mut loaded = Self::load_cases(&mut tx, &joined).await?;
                 tx.commit().await?;
                 self.committed();
+                self.wrote("cases", creates.len());
+                self.wrote("case_interactions", merges.len());
+                self.wrote("case_timeline", timeline.len());
+                self.wrote("notifications", acks.len());
                 let mut answers: Vec<(usize, OpenOutcome)> =
                     created.into_iter().map(|(i, c)| (i, OpenOutcome::Created(c))).collect();
                 for (i, case_id) in merges {
