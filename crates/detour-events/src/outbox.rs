@@ -36,6 +36,7 @@ const INSERT_OUTBOX: &str =
 const FORGET_PUBLISHED: &str = "DELETE FROM outbox WHERE case_id = $1 AND published_at IS NOT NULL";
 const INSERT_PROCESSED: &str = "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 const MARK_PUBLISHED: &str = "UPDATE outbox SET published_at = $1 WHERE seq = $2";
+const MARK_PUBLISHED_MANY: &str = "UPDATE outbox SET published_at = $1 WHERE seq = ANY($2)";
 const MARK_FAILED: &str = "UPDATE outbox SET attempts = attempts + 1 WHERE seq = $1";
 const BACKLOG: &str = "SELECT stream, COUNT(*) FROM outbox WHERE published_at IS NULL GROUP BY stream";
 
@@ -268,7 +269,13 @@ pub struct Relay {
     backoff: HashMap<String, StreamBackoff>,
     /// Streams whose backlog gauge was last set above zero, to reset when they drain.
     backlogged: HashSet<String>,
+    /// When the backlog was last counted: while full batches follow each other (a storm), it
+    /// is counted at most once per [`BACKLOG_EVERY`], since counting scans what is pending.
+    backlog_counted: Option<Instant>,
 }
+
+/// How often the backlog gauge is refreshed while the relay is busy.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
 struct StreamBackoff {
     failures: u32,
@@ -323,6 +330,7 @@ impl Relay {
             wake: wake.clone(),
             backoff: HashMap::new(),
             backlogged: HashSet::new(),
+            backlog_counted: None,
         };
         let task = tokio::spawn(relay.run(shutdown));
         (RelayHandle { wake }, task)
@@ -334,10 +342,15 @@ impl Relay {
             let wait = match self.pass(&shutdown).await {
                 Ok(read) => {
                     db_failures = 0;
-                    if let Err(e) = self.refresh_backlog().await {
-                        tracing::debug!(error = %e, "could not count the outbox backlog");
+                    let full = read >= self.settings.batch_size as usize;
+                    let counted_lately = self.backlog_counted.is_some_and(|at| at.elapsed() < BACKLOG_EVERY);
+                    if !(full && counted_lately) {
+                        if let Err(e) = self.refresh_backlog().await {
+                            tracing::debug!(error = %e, "could not count the outbox backlog");
+                        }
+                        self.backlog_counted = Some(Instant::now());
                     }
-                    if read >= self.settings.batch_size as usize { Duration::ZERO } else { self.idle_wait() }
+                    if full { Duration::ZERO } else { self.idle_wait() }
                 }
                 Err(e) => {
                     db_failures = db_failures.saturating_add(1);
@@ -392,20 +405,24 @@ impl Relay {
         let rows = query.bind(i64::from(self.settings.batch_size)).fetch_all(&mut *tx).await?;
         let read = rows.len();
         let mut blocked = HashSet::new();
+        // Marked together at the end, one statement for the batch: the same transaction would
+        // commit them together anyway.
+        let mut published = Vec::with_capacity(read);
         for (seq, event_id, stream, payload) in rows {
             if blocked.contains(&stream) {
                 continue;
             }
             match self.publish_row(&stream, &event_id, payload, shutdown).await {
-                RowOutcome::Published => {
-                    sqlx::query(MARK_PUBLISHED).bind(now_micros()).bind(seq).execute(&mut *tx).await?;
-                }
+                RowOutcome::Published => published.push(seq),
                 RowOutcome::Failed => {
                     sqlx::query(MARK_FAILED).bind(seq).execute(&mut *tx).await?;
                     blocked.insert(stream);
                 }
                 RowOutcome::Cancelled => break,
             }
+        }
+        if !published.is_empty() {
+            sqlx::query(MARK_PUBLISHED_MANY).bind(now_micros()).bind(&published).execute(&mut *tx).await?;
         }
         // Committed even when cancelled: the rows already published stay marked.
         tx.commit().await?;

@@ -90,22 +90,46 @@ impl Dispatcher {
     /// Sends everything due now; answers how many notifications were handled.
     pub async fn run_once(&self) -> Result<usize, IntakeError> {
         let mut handled = 0;
+        // A round's results are recorded while the next round is claimed and sent: in a storm
+        // the providers would otherwise wait on the database and the database on the providers.
+        // The claim's lease keeps a round not yet recorded from being claimed again.
+        let mut sent: Vec<SendResult> = Vec::new();
         loop {
-            let now = time::now();
-            let lease =
-                chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
-            let due = self.repo.claim_notifications(now, now + lease, self.settings.batch).await?;
-            if due.is_empty() {
+            let record = async {
+                if sent.is_empty() {
+                    return Ok(());
+                }
+                self.repo.record_sends(&sent, time::now()).await
+            };
+            let (recorded, next) = tokio::join!(record, self.claim_and_send());
+            if let Err(e) = recorded {
+                // What went out meanwhile is still recorded, so that it is not sent again when
+                // its lease runs out.
+                if let Ok(next) = &next
+                    && let Err(also) = self.repo.record_sends(next, time::now()).await
+                {
+                    tracing::warn!(error = %also, "recording sent notifications failed");
+                }
+                return Err(e);
+            }
+            handled += sent.len();
+            sent = next?;
+            if sent.is_empty() {
                 return Ok(handled);
             }
-            let results: Vec<SendResult> = futures::stream::iter(due)
-                .map(|d| self.deliver(d))
-                .buffer_unordered(self.settings.concurrency)
-                .collect()
-                .await;
-            handled += results.len();
-            self.repo.record_sends(&results, time::now()).await?;
         }
+    }
+
+    /// Claims the notifications due now and sends them; their results, not yet recorded.
+    async fn claim_and_send(&self) -> Result<Vec<SendResult>, IntakeError> {
+        let now = time::now();
+        let lease = chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
+        let due = self.repo.claim_notifications(now, now + lease, self.settings.batch).await?;
+        Ok(futures::stream::iter(due)
+            .map(|d| self.deliver(d))
+            .buffer_unordered(self.settings.concurrency)
+            .collect()
+            .await)
     }
 
     async fn deliver(&self, due: DueNotification) -> SendResult {

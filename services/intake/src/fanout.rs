@@ -96,13 +96,17 @@ impl FanoutWorker {
         let audit = Audit::of_service(crate::NAME, "fan-out disruption");
         let started = std::time::Instant::now();
         let mut opened = 0usize;
-        loop {
-            let (targets, last) = self.repo.fanout_targets(incident.id, cursor, self.settings.batch).await?;
-            let Some(last) = last else { break };
-            let batch = self.batch(incident, targets, last).await?;
-            opened += self.repo.write_fanout(incident.id, batch, time::now() + self.lease(), &audit).await?;
+        // The next batch is read and sealed while this one is written: the database and this
+        // process take turns otherwise. That is safe because a batch's write touches only its own
+        // travelers, and the cursor still moves one committed batch at a time.
+        let mut next = self.prepare(incident, cursor).await?;
+        while let Some(batch) = next {
+            cursor = Some(batch.cursor);
+            let write = self.repo.write_fanout(incident.id, batch, time::now() + self.lease(), &audit);
+            let (written, prepared) = tokio::join!(write, self.prepare(incident, cursor));
+            opened += written?;
             self.dispatch.notify_one();
-            cursor = Some(last);
+            next = prepared?;
         }
         self.repo.finish_fanout(incident.id, incident.revision, time::now()).await?;
         tracing::info!(
@@ -113,6 +117,17 @@ impl FanoutWorker {
             "fan-out pass finished"
         );
         Ok(())
+    }
+
+    /// The batch of travelers after `cursor`, ready to write; `None` when the pass is done.
+    async fn prepare(
+        &self,
+        incident: &Incident,
+        cursor: Option<TravelerId>,
+    ) -> Result<Option<FanoutBatch>, IntakeError> {
+        let (targets, last) = self.repo.fanout_targets(incident.id, cursor, self.settings.batch).await?;
+        let Some(last) = last else { return Ok(None) };
+        Ok(Some(self.batch(incident, targets, last).await?))
     }
 
     async fn batch(
