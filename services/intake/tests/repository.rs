@@ -338,6 +338,7 @@ detour_testkit::both_backends!(
     trips_upsert_and_are_found_by_scope,
     fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice,
     notifications_are_claimed_once_retried_then_moved_to_the_next_channel,
+    a_round_of_sends_is_recorded_together_and_an_unrecorded_claim_runs_out,
     a_group_commit_answers_each_contact_as_if_it_came_alone,
 );
 
@@ -595,6 +596,75 @@ async fn notifications_are_claimed_once_retried_then_moved_to_the_next_channel(f
     assert_eq!(acked.status, NotificationStatus::Acknowledged);
     let err = f.repo.acknowledge_notification(NotificationId::new(), now, &agent()).await.unwrap_err();
     assert!(matches!(err, detour_intake::error::IntakeError::NotificationNotFound(_)));
+}
+
+async fn a_round_of_sends_is_recorded_together_and_an_unrecorded_claim_runs_out(f: Fixture) {
+    // Six notifications claimed in one round: two retried at different times, two moved to the
+    // next channel, one delivered, one undeliverable; the dispatcher records them in one call.
+    let mut notes = Vec::new();
+    let mut cases = Vec::new();
+    let mut queued_at = None;
+    for n in 0..6 {
+        let mut case = new_case(Some(&format!("round-{n}")), 0, Channel::Phone);
+        case.acknowledgement = Some(ack(&case, vec![Channel::Sms, Channel::Email]));
+        notes.push(case.acknowledgement.as_ref().unwrap().id);
+        queued_at = Some(case.received_at);
+        cases.push(open(&f, case).await);
+    }
+    let now = queued_at.unwrap() + Duration::seconds(1);
+    let lease = now + Duration::seconds(60);
+    assert_eq!(f.repo.claim_notifications(now, lease, 10).await.unwrap().len(), 6);
+    let attempt = DeliveryAttempt { at: now, channel: Channel::Sms, accepted: false, detail: "busy".into() };
+    let send = |i: usize, next| SendResult { id: notes[i], attempt: attempt.clone(), next };
+    let soon = now + Duration::seconds(5);
+    let later = now + Duration::seconds(20);
+    f.repo
+        .record_sends(
+            &[
+                send(0, NextStep::Retry { at: soon }),
+                send(1, NextStep::Retry { at: later }),
+                send(2, NextStep::NextChannel),
+                send(3, NextStep::NextChannel),
+                send(4, NextStep::Delivered),
+                send(5, NextStep::Undeliverable),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    let due_ids = |due: Vec<detour_intake::crisis::DueNotification>| {
+        let mut ids: Vec<NotificationId> = due.into_iter().map(|d| d.notification.id).collect();
+        ids.sort_by_key(ToString::to_string);
+        ids
+    };
+    let sorted = |mut ids: Vec<NotificationId>| {
+        ids.sort_by_key(ToString::to_string);
+        ids
+    };
+    // Moved to e-mail and due at once; the retries only at their own times.
+    let due = f.repo.claim_notifications(now, lease, 10).await.unwrap();
+    assert!(due.iter().all(|d| d.notification.channel() == Some(Channel::Email)));
+    assert_eq!(due_ids(due), sorted(vec![notes[2], notes[3]]));
+    let due = f.repo.claim_notifications(soon, lease, 10).await.unwrap();
+    assert_eq!(due[0].notification.attempts_on_channel, 1);
+    assert_eq!(due_ids(due), vec![notes[0]]);
+    assert_eq!(due_ids(f.repo.claim_notifications(later, lease, 10).await.unwrap()), vec![notes[1]]);
+    // Nothing of this round is recorded again (a dispatcher that crashed after claiming): each
+    // claim runs out at its lease, and then only the pending ones are claimed again.
+    assert!(f.repo.claim_notifications(lease - Duration::seconds(1), lease, 10).await.unwrap().is_empty());
+    let again = f
+        .repo
+        .claim_notifications(lease + Duration::seconds(1), lease + Duration::seconds(61), 10)
+        .await
+        .unwrap();
+    assert_eq!(due_ids(again), sorted(vec![notes[0], notes[1], notes[2], notes[3]]));
+    let f = &f;
+    let status = |case| async move {
+        let (notes, _) = f.repo.list_notifications(NotificationScope::Case(case), None, 10).await.unwrap();
+        notes[0].status
+    };
+    assert_eq!(status(cases[4]).await, NotificationStatus::Delivered);
+    assert_eq!(status(cases[5]).await, NotificationStatus::Undeliverable);
 }
 
 fn request(case: NewCase) -> OpenRequest {

@@ -1003,26 +1003,30 @@ macro_rules! crisis_sql_repository {
                     crisis::push_in(&mut q, chunk.iter().cloned());
                     q.build().execute(&mut *tx).await?;
                 }
+                // The rest, one statement per change and next attempt rather than per
+                // notification: in a storm thousands a round move to their next channel.
+                let mut changes: BTreeMap<(&'static str, Option<i64>), Vec<String>> = BTreeMap::new();
                 for r in results {
-                    let (sql, next_at): (&'static str, Option<i64>) = match r.next {
+                    let change = match r.next {
                         NextStep::Delivered => continue,
-                        NextStep::Retry { at } => (
-                            "UPDATE notifications SET attempts_on_channel = attempts_on_channel + 1, next_attempt_at = $1, \
-                             lease_until = NULL WHERE notification_id = $2 AND status = 'pending'",
-                            Some(time::to_micros(at)),
-                        ),
-                        NextStep::NextChannel => (
-                            "UPDATE notifications SET channel_index = channel_index + 1, attempts_on_channel = 0, \
-                             next_attempt_at = $1, lease_until = NULL WHERE notification_id = $2 AND status = 'pending'",
-                            Some(time::to_micros(at)),
-                        ),
-                        NextStep::Undeliverable => (
-                            "UPDATE notifications SET status = 'undeliverable', next_attempt_at = $1, lease_until = NULL \
-                             WHERE notification_id = $2 AND status = 'pending'",
-                            None,
-                        ),
+                        NextStep::Retry { at } => ("attempts_on_channel = attempts_on_channel + 1", Some(time::to_micros(at))),
+                        NextStep::NextChannel => {
+                            ("channel_index = channel_index + 1, attempts_on_channel = 0", Some(time::to_micros(at)))
+                        }
+                        NextStep::Undeliverable => ("status = 'undeliverable'", None),
                     };
-                    sqlx::query(sql).bind(next_at).bind(r.id.to_string()).execute(&mut *tx).await?;
+                    changes.entry(change).or_default().push(r.id.to_string());
+                }
+                for ((set, next_at), ids) in changes {
+                    for chunk in ids.chunks(crisis::ROWS_PER_INSERT) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET ");
+                        q.push(set)
+                            .push(", next_attempt_at = ")
+                            .push_bind(next_at)
+                            .push(", lease_until = NULL WHERE status = 'pending' AND notification_id IN ");
+                        crisis::push_in(&mut q, chunk.iter().cloned());
+                        q.build().execute(&mut *tx).await?;
+                    }
                 }
                 tx.commit().await?;
                 self.wrote("notification_attempts", results.len());

@@ -6,7 +6,7 @@
 mod crisis_sql;
 pub mod crisis;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use detour_audit::{Audit, AuditWrite, Outcome, Target};
