@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use detour_storage::statistics::FIRST_ANALYZE_AFTER;
+use detour_storage::statistics::{FIRST_ANALYZE_AFTER, GROWTH};
 use detour_storage::testing::fresh_postgres_url;
 use detour_storage::{Statistics, StorageError};
 use sqlx::postgres::PgPool;
@@ -39,7 +39,7 @@ async fn wait_for_rows(pool: &PgPool, rows: i64) -> Result<i64, StorageError> {
 }
 
 #[tokio::test]
-async fn a_table_is_analysed_each_time_it_doubles() -> TestResult {
+async fn a_table_is_analysed_each_time_it_quadruples() -> TestResult {
     let pool = PgPool::connect(&fresh_postgres_url().await?).await?;
     sqlx::query("CREATE TABLE grown (id BIGINT PRIMARY KEY)").execute(&pool).await?;
     let statistics = Statistics::from(&pool);
@@ -55,15 +55,17 @@ async fn a_table_is_analysed_each_time_it_doubles() -> TestResult {
     statistics.wrote("grown", 1);
     assert_eq!(wait_for_rows(&pool, 1_000).await?, 1_000);
 
-    // The next analysis waits for as many rows again as the table had.
-    insert_more(&pool, first, first / 2).await?;
-    statistics.wrote("grown", first / 2);
+    // The next analysis waits until the table has grown to four times its size (GROWTH
+    // times as many rows again as it had).
+    let more = first * GROWTH;
+    insert_more(&pool, first, more - 1).await?;
+    statistics.wrote("grown", more - 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(planner_rows(&pool).await?, 1_000, "analysed before the table doubled");
+    assert_eq!(planner_rows(&pool).await?, 1_000, "analysed before the table quadrupled");
 
-    insert_more(&pool, first + first / 2, first / 2).await?;
-    statistics.wrote("grown", first / 2);
-    assert_eq!(wait_for_rows(&pool, 2_000).await?, 2_000);
+    insert_more(&pool, first + more - 1, 1).await?;
+    statistics.wrote("grown", 1);
+    assert_eq!(wait_for_rows(&pool, 4_000).await?, 4_000);
     pool.close().await;
     Ok(())
 }

@@ -125,7 +125,8 @@ impl FanoutWorker {
         incident: &Incident,
         cursor: Option<TravelerId>,
     ) -> Result<Option<FanoutBatch>, IntakeError> {
-        let (targets, last) = self.repo.fanout_targets(incident.id, cursor, self.settings.batch).await?;
+        let (targets, last) =
+            self.repo.fanout_targets(incident.id, incident.revision, cursor, self.settings.batch).await?;
         let Some(last) = last else { return Ok(None) };
         Ok(Some(self.batch(incident, targets, last).await?))
     }

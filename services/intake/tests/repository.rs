@@ -506,7 +506,7 @@ async fn fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice(f: 
     let (claimed, cursor) = f.repo.claim_fanout(now, now + Duration::seconds(30)).await.unwrap().unwrap();
     assert_eq!((claimed.id, cursor), (incident.id, None));
     assert!(f.repo.claim_fanout(now, now + Duration::seconds(30)).await.unwrap().is_none(), "leased");
-    let (targets, _) = f.repo.fanout_targets(incident.id, None, 100).await.unwrap();
+    let (targets, _) = f.repo.fanout_targets(incident.id, 1, None, 100).await.unwrap();
     assert_eq!(targets.len(), 12);
     let batch = FanoutBatch {
         revision: 1,
@@ -532,7 +532,7 @@ async fn fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice(f: 
     assert_eq!((outcome, updated.revision), (ReportOutcome::Updated, 2));
     let (claimed, _) = f.repo.claim_fanout(now, now).await.unwrap().unwrap();
     assert_eq!(claimed.revision, 2);
-    let (targets, _) = f.repo.fanout_targets(incident.id, None, 100).await.unwrap();
+    let (targets, _) = f.repo.fanout_targets(incident.id, 2, None, 100).await.unwrap();
     assert!(targets.iter().all(|t| t.existing.is_some_and(|(_, told)| told == 1)));
 }
 

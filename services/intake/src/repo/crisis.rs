@@ -65,10 +65,13 @@ pub trait CrisisRepository: Send + Sync + 'static {
 
     /// The next targets of an incident's pass, in traveler id order, with the last traveler id
     /// scanned (the next call's `after`; `None` when the pass is through). A target whose trip
-    /// no longer holds the traveler or the segment is skipped.
+    /// no longer holds the traveler or the segment is skipped. What each target was told
+    /// (`existing`) is looked up only from `revision` 2 on: before that nobody can have been told
+    /// of an earlier one, and a batch written twice is settled by `write_fanout`.
     async fn fanout_targets(
         &self,
         incident: IncidentId,
+        revision: i32,
         after: Option<TravelerId>,
         limit: u32,
     ) -> Result<(Vec<FanoutTarget>, Option<TravelerId>), IntakeError>;

@@ -657,6 +657,7 @@ macro_rules! crisis_sql_repository {
             async fn fanout_targets(
                 &self,
                 incident: IncidentId,
+                revision: i32,
                 after: Option<TravelerId>,
                 limit: u32,
             ) -> Result<(Vec<FanoutTarget>, Option<TravelerId>), IntakeError> {
@@ -703,14 +704,16 @@ macro_rules! crisis_sql_repository {
                     segments.insert(key, (r.try_get::<String, _>("segment")?, r.try_get::<String, _>("local_date")?));
                 }
                 let mut existing = HashMap::new();
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT traveler_id, case_id, notified_revision FROM incident_cases WHERE incident_id = ",
-                );
-                q.push_bind(incident.to_string()).push(" AND traveler_id IN ");
-                crisis::push_in(&mut q, ids());
-                for r in q.build().fetch_all(&mut *conn).await? {
-                    let case: CaseId = parse(&r.try_get::<String, _>("case_id")?)?;
-                    existing.insert(r.try_get::<String, _>("traveler_id")?, (case, r.try_get::<i32, _>("notified_revision")?));
+                if revision > 1 {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT traveler_id, case_id, notified_revision FROM incident_cases WHERE incident_id = ",
+                    );
+                    q.push_bind(incident.to_string()).push(" AND traveler_id IN ");
+                    crisis::push_in(&mut q, ids());
+                    for r in q.build().fetch_all(&mut *conn).await? {
+                        let case: CaseId = parse(&r.try_get::<String, _>("case_id")?)?;
+                        existing.insert(r.try_get::<String, _>("traveler_id")?, (case, r.try_get::<i32, _>("notified_revision")?));
+                    }
                 }
                 let mut out = Vec::with_capacity(wanted.len());
                 for (traveler_id, booking, position) in wanted {
