@@ -52,6 +52,12 @@ pub const MIGRATIONS: &[MigrationStep] = &[
         postgres: include_str!("../migrations/postgres/0103_traveler_handles.sql"),
         sqlite: include_str!("../migrations/sqlite/0103_traveler_handles.sql"),
     },
+    MigrationStep {
+        version: 104,
+        description: "incident progress counted as it moves",
+        postgres: include_str!("../migrations/postgres/0104_incident_counts.sql"),
+        sqlite: include_str!("../migrations/sqlite/0104_incident_counts.sql"),
+    },
 ];
 
 /// The streams whose events change a case's view.

@@ -526,6 +526,36 @@ async fn fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice(f: 
     assert!(done.fanout_done());
     assert_eq!((counts.affected_travelers, counts.cases_opened, counts.queued), (12, 12, 12));
     assert_eq!(outbox_count(&f.db).await, 12);
+    // The counts follow the dispatcher: one given up, one to retry, ten delivered, one of them
+    // then acknowledged by the traveler.
+    let later = batch.new_cases[0].notification.at + Duration::hours(1);
+    let due = f.repo.claim_notifications(later, later + Duration::seconds(60), 100).await.unwrap();
+    assert_eq!(due.len(), 12);
+    let results: Vec<SendResult> = due
+        .iter()
+        .enumerate()
+        .map(|(i, d)| SendResult {
+            id: d.notification.id,
+            attempt: DeliveryAttempt {
+                at: later,
+                channel: Channel::Sms,
+                accepted: i > 1,
+                detail: String::new(),
+            },
+            next: match i {
+                0 => NextStep::Undeliverable,
+                1 => NextStep::Retry { at: later + Duration::seconds(30) },
+                _ => NextStep::Delivered,
+            },
+        })
+        .collect();
+    f.repo.record_sends(&results, later).await.unwrap();
+    f.repo.acknowledge_notification(due[2].notification.id, later, &agent()).await.unwrap();
+    // Recording the same round again (a dispatcher retrying its write) moves nothing twice.
+    f.repo.record_sends(&results, later).await.unwrap();
+    let (_, counts) = f.repo.incident(incident.id).await.unwrap().unwrap();
+    assert_eq!((counts.queued, counts.delivered, counts.acknowledged, counts.undeliverable), (1, 9, 1, 1));
+    assert_eq!(counts.last_delivered_at.map(time::to_micros), Some(time::to_micros(later)));
     // A changed report is a new revision the worker picks up again.
     let (updated, outcome) =
         f.repo.report_disruption(&report(departs, "runway closed"), &agent()).await.unwrap();

@@ -113,6 +113,31 @@ macro_rules! crisis_sql_repository {
             }
 
             /// Queues notifications inside the caller's transaction.
+            /// Applies a transaction's moves to its incidents' counts: last in the transaction,
+            /// so the incident's row is locked only for the commit.
+            async fn apply_tally(conn: &mut <$db as sqlx::Database>::Connection, tally: Tally) -> Result<(), IntakeError> {
+                for (incident, m) in tally.by_incident {
+                    sqlx::query(
+                        "UPDATE incidents SET cases_opened = cases_opened + $1, notifications_queued = notifications_queued + $2, \
+                         notifications_delivered = notifications_delivered + $3, \
+                         notifications_acknowledged = notifications_acknowledged + $4, \
+                         notifications_undeliverable = notifications_undeliverable + $5, \
+                         last_delivered_at = CASE WHEN last_delivered_at IS NULL OR last_delivered_at < $6 THEN $6 \
+                         ELSE last_delivered_at END WHERE incident_id = $7",
+                    )
+                    .bind(m.cases_opened)
+                    .bind(m.queued)
+                    .bind(m.delivered)
+                    .bind(m.acknowledged)
+                    .bind(m.undeliverable)
+                    .bind(m.last_delivered_at)
+                    .bind(incident)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(())
+            }
+
             pub(super) async fn insert_notifications(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 notifications: &[NewNotification],
@@ -143,7 +168,13 @@ macro_rules! crisis_sql_repository {
                     });
                     q.build().execute(&mut *conn).await?;
                 }
-                Ok(())
+                let mut tally = Tally::default();
+                for n in notifications {
+                    if let Some(incident) = n.incident_id {
+                        tally.incident(incident.to_string()).queued += 1;
+                    }
+                }
+                Self::apply_tally(conn, tally).await
             }
 
             /// Inserts timeline entries for many cases at once.
@@ -297,10 +328,14 @@ macro_rules! crisis_sql_repository {
                 crisis::push_scope(&mut q, &incident.scope);
                 q.push(" ON CONFLICT (incident_id, traveler_id) DO NOTHING");
                 let added = q.build().execute(&mut *conn).await?.rows_affected();
-                sqlx::query("UPDATE incidents SET targets_revision = revision, fanout_cursor = NULL WHERE incident_id = $1")
-                    .bind(id.as_str())
-                    .execute(&mut *conn)
-                    .await?;
+                sqlx::query(
+                    "UPDATE incidents SET targets_revision = revision, fanout_cursor = NULL, \
+                     affected_travelers = affected_travelers + $1 WHERE incident_id = $2",
+                )
+                .bind(i64::try_from(added).unwrap_or(i64::MAX))
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await?;
                 Ok(added)
             }
         }
@@ -589,35 +624,15 @@ macro_rules! crisis_sql_repository {
                     .await?;
                 let Some(row) = row else { return Ok(None) };
                 let incident = Self::incident_from_row(&row)?;
-                let mut counts = IncidentCounts::default();
-                counts.affected_travelers = sqlx::query("SELECT COUNT(*) AS n FROM incident_targets WHERE incident_id = $1")
-                    .bind(id.to_string())
-                    .fetch_one(&mut *conn)
-                    .await?
-                    .try_get::<i64, _>("n")?;
-                counts.cases_opened = sqlx::query("SELECT COUNT(*) AS n FROM incident_cases WHERE incident_id = $1")
-                    .bind(id.to_string())
-                    .fetch_one(&mut *conn)
-                    .await?
-                    .try_get::<i64, _>("n")?;
-                let rows = sqlx::query(
-                    "SELECT status, COUNT(*) AS n, MAX(delivered_at) AS last FROM notifications \
-                     WHERE incident_id = $1 GROUP BY status",
-                )
-                .bind(id.to_string())
-                .fetch_all(&mut *conn)
-                .await?;
-                for r in rows {
-                    let n: i64 = r.try_get("n")?;
-                    let last = optional_instant(r.try_get("last")?)?;
-                    counts.last_delivered_at = counts.last_delivered_at.max(last);
-                    match parse(&r.try_get::<String, _>("status")?)? {
-                        NotificationStatus::Pending => counts.queued = n,
-                        NotificationStatus::Delivered => counts.delivered = n,
-                        NotificationStatus::Acknowledged => counts.acknowledged = n,
-                        NotificationStatus::Undeliverable => counts.undeliverable = n,
-                    }
-                }
+                let counts = IncidentCounts {
+                    affected_travelers: row.try_get("affected_travelers")?,
+                    cases_opened: row.try_get("cases_opened")?,
+                    queued: row.try_get("notifications_queued")?,
+                    delivered: row.try_get("notifications_delivered")?,
+                    acknowledged: row.try_get("notifications_acknowledged")?,
+                    undeliverable: row.try_get("notifications_undeliverable")?,
+                    last_delivered_at: optional_instant(row.try_get("last_delivered_at")?)?,
+                };
                 Ok(Some((incident, counts)))
             }
 
@@ -761,6 +776,7 @@ macro_rules! crisis_sql_repository {
                         claimed.insert(row.try_get::<String, _>("case_id")?);
                     }
                 }
+                let mut cases_opened = i64::try_from(claimed.len()).unwrap_or(i64::MAX);
                 let new: Vec<&FanoutCase> =
                     batch.new_cases.iter().filter(|c| claimed.contains(&c.case.id.to_string())).collect();
                 let ids: Vec<CaseId> = new.iter().map(|c| c.case.id).collect();
@@ -811,6 +827,7 @@ macro_rules! crisis_sql_repository {
                                 .bind(c.case.traveler.id.to_string())
                                 .execute(&mut *tx)
                                 .await?;
+                            cases_opened -= 1;
                             continue;
                         };
                         let existing: CaseId = parse(&open.try_get::<String, _>("case_id")?)?;
@@ -869,12 +886,16 @@ macro_rules! crisis_sql_repository {
                 Self::insert_notifications(&mut tx, &notifications).await?;
                 detour_events::outbox::EnqueueMany::enqueue_many(&mut *tx, detour_domain::events::streams::INTAKE, &events).await?;
                 tx.append_audit_many(&records).await?;
-                sqlx::query("UPDATE incidents SET fanout_cursor = $1, fanout_lease_until = $2 WHERE incident_id = $3")
-                    .bind(batch.cursor.to_string())
-                    .bind(time::to_micros(lease_until))
-                    .bind(incident.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE incidents SET fanout_cursor = $1, fanout_lease_until = $2, cases_opened = cases_opened + $3 \
+                     WHERE incident_id = $4",
+                )
+                .bind(batch.cursor.to_string())
+                .bind(time::to_micros(lease_until))
+                .bind(cases_opened)
+                .bind(incident.to_string())
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 self.committed();
                 self.wrote("cases", events.len());
@@ -976,6 +997,7 @@ macro_rules! crisis_sql_repository {
             }
 
             async fn record_sends(&self, results: &[SendResult], at: Instant) -> Result<(), IntakeError> {
+                use sqlx::Row;
                 if results.is_empty() {
                     return Ok(());
                 }
@@ -993,6 +1015,7 @@ macro_rules! crisis_sql_repository {
                     });
                     q.build().execute(&mut *tx).await?;
                 }
+                let mut tally = Tally::default();
                 let delivered: Vec<String> =
                     results.iter().filter(|r| r.next == NextStep::Delivered).map(|r| r.id.to_string()).collect();
                 for chunk in delivered.chunks(crisis::ROWS_PER_INSERT) {
@@ -1004,7 +1027,13 @@ macro_rules! crisis_sql_repository {
                         .push_bind(NotificationStatus::Pending.as_str())
                         .push(" AND notification_id IN ");
                     crisis::push_in(&mut q, chunk.iter().cloned());
-                    q.build().execute(&mut *tx).await?;
+                    q.push(" RETURNING incident_id");
+                    for row in q.build().fetch_all(&mut *tx).await? {
+                        if let Some(incident) = row.try_get::<Option<String>, _>("incident_id")? {
+                            tally.moved(incident.clone(), NotificationStatus::Pending, NotificationStatus::Delivered);
+                            tally.incident(incident).last_delivered_at = Some(time::to_micros(at));
+                        }
+                    }
                 }
                 // The rest, one statement per change and next attempt rather than per
                 // notification: in a storm thousands a round move to their next channel.
@@ -1028,9 +1057,18 @@ macro_rules! crisis_sql_repository {
                             .push_bind(next_at)
                             .push(", lease_until = NULL WHERE status = 'pending' AND notification_id IN ");
                         crisis::push_in(&mut q, chunk.iter().cloned());
-                        q.build().execute(&mut *tx).await?;
+                        q.push(" RETURNING incident_id, status");
+                        for row in q.build().fetch_all(&mut *tx).await? {
+                            let status: NotificationStatus = parse(&row.try_get::<String, _>("status")?)?;
+                            if let Some(incident) = row.try_get::<Option<String>, _>("incident_id")?
+                                && status != NotificationStatus::Pending
+                            {
+                                tally.moved(incident, NotificationStatus::Pending, status);
+                            }
+                        }
                     }
                 }
+                Self::apply_tally(&mut tx, tally).await?;
                 tx.commit().await?;
                 self.wrote("notification_attempts", results.len());
                 Ok(())
@@ -1080,6 +1118,11 @@ macro_rules! crisis_sql_repository {
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;
+                if let Some(incident) = current.incident_id {
+                    let mut tally = Tally::default();
+                    tally.moved(incident.to_string(), current.status, NotificationStatus::Acknowledged);
+                    Self::apply_tally(&mut tx, tally).await?;
+                }
                 let entry = TimelineEntry {
                     at,
                     kind: "notification.acknowledged".into(),

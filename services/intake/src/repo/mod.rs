@@ -167,6 +167,46 @@ fn opened_entry(new: &NewCase, number: i64) -> TimelineEntry {
 }
 
 /// The `CaseOpened` event with the case number the transaction drew.
+/// How one transaction moves its incidents' progress counts (`incidents` columns), per incident.
+#[derive(Debug, Default)]
+struct Tally {
+    by_incident: HashMap<String, Moves>,
+}
+
+#[derive(Debug, Default)]
+struct Moves {
+    cases_opened: i64,
+    queued: i64,
+    delivered: i64,
+    acknowledged: i64,
+    undeliverable: i64,
+    last_delivered_at: Option<i64>,
+}
+
+impl Tally {
+    fn incident(&mut self, id: impl Into<String>) -> &mut Moves {
+        self.by_incident.entry(id.into()).or_default()
+    }
+
+    /// A notification leaving `from` for `to`.
+    fn moved(&mut self, incident: impl Into<String>, from: NotificationStatus, to: NotificationStatus) {
+        let moves = self.incident(incident);
+        *moves.count(from) -= 1;
+        *moves.count(to) += 1;
+    }
+}
+
+impl Moves {
+    fn count(&mut self, status: NotificationStatus) -> &mut i64 {
+        match status {
+            NotificationStatus::Pending => &mut self.queued,
+            NotificationStatus::Delivered => &mut self.delivered,
+            NotificationStatus::Acknowledged => &mut self.acknowledged,
+            NotificationStatus::Undeliverable => &mut self.undeliverable,
+        }
+    }
+}
+
 fn numbered(opened: &Envelope, number: i64) -> Envelope {
     let mut opened = opened.clone();
     if let Some(Event::CaseOpened(e)) = opened.event.as_mut() {
