@@ -617,10 +617,9 @@ macro_rules! crisis_sql_repository {
 
             async fn incident(&self, id: IncidentId) -> Result<Option<(Incident, IncidentCounts)>, IntakeError> {
                 use sqlx::Row;
-                let mut conn = self.pool.acquire().await?;
                 let row = sqlx::query("SELECT * FROM incidents WHERE incident_id = $1")
                     .bind(id.to_string())
-                    .fetch_optional(&mut *conn)
+                    .fetch_optional(&self.pool)
                     .await?;
                 let Some(row) = row else { return Ok(None) };
                 let incident = Self::incident_from_row(&row)?;
