@@ -180,10 +180,9 @@ fn create_key(path: &Path) -> Result<String, DevIssuerError> {
     let pem = secret
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| DevIssuerError::Mint(format!("cannot encode a new key: {e}")))?;
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
+    // Random, not the clock: threads of one process starting together (tests, or hosts in one
+    // process) read the same nanoseconds often enough to collide on the name.
+    let nonce = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
     let tmp = path.with_extension(format!("pem.{}.{nonce}.tmp", std::process::id()));
     {
         let mut options = std::fs::OpenOptions::new();

@@ -28,6 +28,28 @@ async fn the_key_persists_across_load_or_create() {
     assert_ne!(elsewhere.kid(), first.kid());
 }
 
+#[test]
+fn threads_creating_the_key_together_all_get_the_one_key() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let barrier = std::sync::Barrier::new(8);
+        let kids: Vec<String> = std::thread::scope(|s| {
+            let started: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        DevIssuer::load_or_create(&keys).map(|d| d.kid().to_owned())
+                    })
+                })
+                .collect();
+            started.into_iter().map(|t| t.join().unwrap().unwrap()).collect()
+        });
+        assert!(kids.windows(2).all(|w| w[0] == w[1]), "{kids:?}");
+        assert_eq!(std::fs::read_dir(&keys).unwrap().count(), 1, "no temporary file left");
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn the_key_file_is_private() {
