@@ -25,6 +25,39 @@ struct Cli {
     command: Command,
 }
 
+/// Where the commands that call a running suite send their calls, and how they answer.
+#[derive(Args)]
+struct Remote {
+    /// The suite's gRPC address.
+    #[arg(long, global = true, env = "DETOUR_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Bearer token for the calls (`detour token` mints one for `detour dev`; imports need a
+    /// crisis manager's or admin's: `detour token --role crisis_manager`).
+    #[arg(long, global = true, env = "DETOUR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Remote {
+    fn split(self) -> (client::Target, Output) {
+        let output = if self.json { Output::Json } else { Output::Text };
+        (client::Target { url: self.server, token: self.token }, output)
+    }
+}
+
+/// Prints a command's answer, or its error.
+fn answer(result: Result<String, impl std::fmt::Display>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs all five services in one process on the embedded default (SQLite files, in-process
@@ -67,29 +100,15 @@ enum Command {
     Case {
         #[command(subcommand)]
         command: Box<CaseCommand>,
-        /// The suite's gRPC address.
-        #[arg(long, global = true, env = "DETOUR_SERVER", default_value = "http://127.0.0.1:50051")]
-        server: String,
-        /// Print JSON instead of text.
-        #[arg(long, global = true)]
-        json: bool,
-        /// Bearer token for the calls (`detour token` mints one for `detour dev`).
-        #[arg(long, global = true, env = "DETOUR_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// The itinerary registry: bookings in bulk.
     Itinerary {
         #[command(subcommand)]
         command: ItineraryCommand,
-        /// The suite's gRPC address.
-        #[arg(long, global = true, env = "DETOUR_SERVER", default_value = "http://127.0.0.1:50051")]
-        server: String,
-        /// Print JSON instead of text.
-        #[arg(long, global = true)]
-        json: bool,
-        /// Bearer token (a crisis manager's or admin's; `detour token --role crisis_manager`).
-        #[arg(long, global = true, env = "DETOUR_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
     },
     // --- storm benchmark (crates/detour-storm) ---
     /// The storm benchmark: a crisis against a running suite, measured against an echo server
@@ -308,9 +327,8 @@ async fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Command::Case { command, server, json, token } => {
-            let output = if json { Output::Json } else { Output::Text };
-            let server = client::Target { url: server, token };
+        Command::Case { command, remote } => {
+            let (server, output) = remote.split();
             let result = match *command {
                 CaseCommand::Open(args) => client::open(&server, *args, output).await,
                 CaseCommand::List { status, category, channel, limit, page_token } => {
@@ -328,29 +346,16 @@ async fn main() -> ExitCode {
                     client::audit(&server, case_id, actor, limit, page_token, output).await
                 }
             };
-            match result {
-                Ok(text) => {
-                    println!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
+            answer(result)
         }
-        Command::Itinerary { command, server, json, token } => {
-            let output = if json { Output::Json } else { Output::Text };
-            let server = client::Target { url: server, token };
+        Command::Itinerary { command, remote } => {
+            let (server, output) = remote.split();
             let ItineraryCommand::Import { file, format, chunk } = command;
             let result = match detour_cli::itinerary::read_trips(&file, format.as_deref()) {
                 Ok(trips) => detour_cli::itinerary::import(&server, trips, chunk, output).await,
                 Err(e) => Err(e),
             };
-            match result {
-                Ok(text) => {
-                    println!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
+            answer(result)
         }
         Command::Storm(args) => storm(*args).await,
     }
