@@ -12,7 +12,7 @@
 #
 # Environment: STORM_PG_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres, trust
 # auth), STORM_REDIS_DB (default 15: the tests use lower numbers), KEEP=1 keeps the database and
-# the suite's log. Any DETOUR_* setting in the environment reaches the suite (e.g.
+# the suite's log, STORM_DETOUR=path runs that binary instead of building one. Any DETOUR_* setting in the environment reaches the suite (e.g.
 # DETOUR_INTAKE_ADMISSION_CAPACITY, DETOUR_DB_MAX_CONNECTIONS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,8 +83,13 @@ free_port() {
 ensure_services
 
 say "building the release binary"
-cargo build --release -q -p detour-cli
-detour=target/release/detour
+# STORM_DETOUR=path runs a binary built elsewhere (an older commit, side by side with this one).
+if [ -n "${STORM_DETOUR:-}" ]; then
+  detour="$STORM_DETOUR"
+else
+  cargo build --release -q -p detour-cli
+  detour=target/release/detour
+fi
 
 stamp=$(date -u +%Y%m%d%H%M%S)
 run_dir=$(mktemp -d "/tmp/detour-storm-$stamp.XXXX")
