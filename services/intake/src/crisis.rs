@@ -1,6 +1,8 @@
 //! Intake's crisis domain: the itinerary registry, disruptions and their incidents, and the
 //! notifications that tell travelers what happens next.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use detour_domain::{CaseId, Channel, IncidentId, Instant, NotificationId, Segment, TravelerId, time};
 use serde::{Deserialize, Serialize};
@@ -227,6 +229,10 @@ pub struct NewNotification {
     pub channels: Vec<Channel>,
     pub language: String,
     pub at: Instant,
+    /// Set when the writer hands the notification to its own dispatcher in memory: it is
+    /// written claimed until then, so no other dispatcher sends it, and becomes due for any
+    /// of them at that instant should the writer's process die first.
+    pub leased_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,6 +328,16 @@ pub struct FanoutBatch {
     pub updates: Vec<FanoutUpdate>,
     /// The last traveler the batch covers: the pass resumes after it.
     pub cursor: TravelerId,
+}
+
+/// What writing a fan-out batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FanoutWritten {
+    /// Cases opened (a traveler already holding one for the incident is not counted).
+    pub opened: usize,
+    /// The number of each case the batch opened itself; a traveler's notification that went
+    /// to an existing case instead is not here.
+    pub numbers: HashMap<CaseId, i64>,
 }
 
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@
 //! notification is undeliverable and an agent must call. Several replicas dispatch at once:
 //! each claims its notifications with a lease, and a crashed replica's claims run out.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use detour_domain::{Channel, time};
@@ -14,7 +14,7 @@ use detour_notify::{
 };
 use detour_vault::SecretString;
 use futures::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::crisis::{
@@ -36,8 +36,12 @@ pub struct DispatchSettings {
     pub attempts_per_channel: i32,
     /// Pause before the first retry; doubled for each further one.
     pub first_retry: Duration,
-    /// How often to look for due notifications when nothing wakes the dispatcher.
+    /// How often to look for due notifications when nothing wakes the dispatcher; also how
+    /// often the claim runs while handed notifications keep it busy.
     pub poll: Duration,
+    /// Notifications a writer may hand over in memory and not yet taken by the dispatcher;
+    /// beyond that they are left to the claim. 0 turns the handoff off.
+    pub handoff: usize,
 }
 
 impl Default for DispatchSettings {
@@ -49,7 +53,89 @@ impl Default for DispatchSettings {
             attempts_per_channel: 3,
             first_retry: Duration::from_secs(10),
             poll: Duration::from_millis(500),
+            handoff: 2_000,
         }
+    }
+}
+
+/// Notifications handed from the process that wrote them to its own dispatcher, so that a
+/// storm's notices go out without the claim's second write and read of every row. A writer
+/// reserves room first and writes the notifications leased; should this process die before
+/// sending them, their lease runs out and any replica's claim takes them.
+#[derive(Clone)]
+pub struct Handoff {
+    queue: mpsc::UnboundedSender<DueNotification>,
+    room: Arc<Semaphore>,
+    lease: Duration,
+    wake: Arc<Notify>,
+}
+
+/// Room for notifications about to be written leased; given back when dropped unused.
+pub struct Reservation {
+    permit: OwnedSemaphorePermit,
+    /// The lease to write the notifications with.
+    pub until: detour_domain::Instant,
+}
+
+/// The dispatcher's end of a [`Handoff`].
+pub struct Handed {
+    queue: Mutex<mpsc::UnboundedReceiver<DueNotification>>,
+    room: Arc<Semaphore>,
+}
+
+impl Handoff {
+    pub fn new(settings: &DispatchSettings, wake: Arc<Notify>) -> (Self, Handed) {
+        let (queue, incoming) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(settings.handoff));
+        (
+            Self { queue, room: room.clone(), lease: settings.lease, wake },
+            Handed { queue: Mutex::new(incoming), room },
+        )
+    }
+
+    /// Room for `n` notifications, or `None` when the dispatcher is that far behind (or the
+    /// handoff is off): the writer then leaves them due for the claim.
+    pub fn reserve(&self, n: usize) -> Option<Reservation> {
+        let permits = u32::try_from(n).ok().filter(|n| *n > 0)?;
+        let permit = self.room.clone().try_acquire_many_owned(permits).ok()?;
+        let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
+        Some(Reservation { permit, until: time::now() + lease })
+    }
+
+    /// Hands over what was written under `reservation` (at most as many as it reserved; the
+    /// rest of its room is given back).
+    pub fn hand(&self, reservation: Reservation, due: Vec<DueNotification>) {
+        let Reservation { mut permit, .. } = reservation;
+        let kept = permit.split(due.len().min(permit.num_permits()));
+        drop(permit);
+        if let Some(kept) = kept {
+            // Room comes back as the dispatcher takes the notifications off the queue.
+            kept.forget();
+        }
+        for d in due {
+            if self.queue.send(d).is_err() {
+                // The dispatcher has stopped; the lease hands the notification to the claim.
+                self.room.add_permits(1);
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+impl Handed {
+    /// Up to `limit` handed notifications, without waiting.
+    fn take(&self, limit: usize) -> Vec<DueNotification> {
+        let mut taken = Vec::new();
+        if let Ok(mut queue) = self.queue.lock() {
+            while taken.len() < limit {
+                match queue.try_recv() {
+                    Ok(d) => taken.push(d),
+                    Err(_) => break,
+                }
+            }
+        }
+        self.room.add_permits(taken.len());
+        taken
     }
 }
 
@@ -59,6 +145,10 @@ pub struct Dispatcher {
     notifiers: Notifiers,
     settings: DispatchSettings,
     wake: Arc<Notify>,
+    handed: Handed,
+    /// When the claim last ran: while handed notifications keep the dispatcher busy it still
+    /// runs every `poll`, for retries and for what was written past the handoff's room.
+    last_claim: Mutex<std::time::Instant>,
 }
 
 impl Dispatcher {
@@ -68,8 +158,10 @@ impl Dispatcher {
         notifiers: Notifiers,
         settings: DispatchSettings,
         wake: Arc<Notify>,
+        handed: Handed,
     ) -> Self {
-        Self { repo, keys, notifiers, settings, wake }
+        let last_claim = Mutex::new(std::time::Instant::now());
+        Self { repo, keys, notifiers, settings, wake, handed, last_claim }
     }
 
     pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
@@ -120,11 +212,27 @@ impl Dispatcher {
         }
     }
 
-    /// Claims the notifications due now and sends them; their results, not yet recorded.
+    /// Takes the handed notifications and claims the ones due now, and sends them; their
+    /// results, not yet recorded.
     async fn claim_and_send(&self) -> Result<Vec<SendResult>, IntakeError> {
-        let now = time::now();
-        let lease = chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
-        let due = self.repo.claim_notifications(now, now + lease, self.settings.batch).await?;
+        let batch = usize::try_from(self.settings.batch).unwrap_or(usize::MAX);
+        let mut due = self.handed.take(batch);
+        let claim_now = due.is_empty()
+            || self.last_claim.lock().map(|at| at.elapsed() >= self.settings.poll).unwrap_or(true);
+        if claim_now && due.len() < batch {
+            if let Ok(mut at) = self.last_claim.lock() {
+                *at = std::time::Instant::now();
+            }
+            let now = time::now();
+            let lease = chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
+            let limit = u32::try_from(batch - due.len()).unwrap_or(self.settings.batch);
+            match self.repo.claim_notifications(now, now + lease, limit).await {
+                Ok(claimed) => due.extend(claimed),
+                // What was handed goes out anyway; the claim is tried again next round.
+                Err(e) if !due.is_empty() => tracing::warn!(error = %e, "claiming notifications failed"),
+                Err(e) => return Err(e),
+            }
+        }
         Ok(futures::stream::iter(due)
             .map(|d| self.deliver(d))
             .buffer_unordered(self.settings.concurrency)

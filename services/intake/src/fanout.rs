@@ -13,13 +13,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::contact;
 use crate::crisis::{
-    DisruptionKind, FanoutBatch, FanoutCase, FanoutTarget, FanoutUpdate, Incident, NewNotification, Purpose,
-    segment_key,
+    DisruptionKind, DueNotification, FanoutBatch, FanoutCase, FanoutTarget, FanoutUpdate, FanoutWritten, Incident,
+    NewNotification, Notification, NotificationStatus, Purpose, segment_key,
 };
+use crate::dispatch::Handoff;
 use crate::error::IntakeError;
 use crate::keys::{Owner, PersonalDataKeys};
 use crate::model::{NewCase, StoredPersonal, StoredTraveler, TimelineEntry};
-use crate::repo::IntakeRepository;
+use crate::repo::{IntakeRepository, case_number};
 
 #[derive(Debug, Clone)]
 pub struct FanoutSettings {
@@ -45,6 +46,8 @@ pub struct FanoutWorker {
     wake: Arc<Notify>,
     /// Wakes the dispatcher once notifications are queued.
     dispatch: Arc<Notify>,
+    /// Gives the new cases' notifications to this process's dispatcher once written.
+    handoff: Option<Handoff>,
 }
 
 impl FanoutWorker {
@@ -55,7 +58,14 @@ impl FanoutWorker {
         wake: Arc<Notify>,
         dispatch: Arc<Notify>,
     ) -> Self {
-        Self { repo, keys, settings, wake, dispatch }
+        Self { repo, keys, settings, wake, dispatch, handoff: None }
+    }
+
+    /// Hands the notifications of the cases it opens to the dispatcher behind `handoff`.
+    #[must_use]
+    pub fn with_handoff(mut self, handoff: Handoff) -> Self {
+        self.handoff = Some(handoff);
+        self
     }
 
     pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
@@ -100,11 +110,22 @@ impl FanoutWorker {
         // process take turns otherwise. That is safe because a batch's write touches only its own
         // travelers, and the cursor still moves one committed batch at a time.
         let mut next = self.prepare(incident, cursor).await?;
-        while let Some(batch) = next {
+        while let Some(mut batch) = next {
             cursor = Some(batch.cursor);
+            let reservation = self.handoff.as_ref().and_then(|h| h.reserve(batch.new_cases.len()));
+            if let Some(r) = &reservation {
+                for c in &mut batch.new_cases {
+                    c.notification.leased_until = Some(r.until);
+                }
+            }
+            let cases = (reservation.is_some()).then(|| batch.new_cases.clone());
             let write = self.repo.write_fanout(incident.id, batch, time::now() + self.lease(), &audit);
             let (written, prepared) = tokio::join!(write, self.prepare(incident, cursor));
-            opened += written?;
+            let written = written?;
+            opened += written.opened;
+            if let (Some(handoff), Some(reservation), Some(cases)) = (&self.handoff, reservation, cases) {
+                handoff.hand(reservation, handed(incident, cases, &written));
+            }
             self.dispatch.notify_one();
             next = prepared?;
         }
@@ -216,6 +237,43 @@ impl FanoutWorker {
     }
 }
 
+/// The notifications of the cases a batch opened, as the dispatcher sends them.
+fn handed(incident: &Incident, cases: Vec<FanoutCase>, written: &FanoutWritten) -> Vec<DueNotification> {
+    cases
+        .into_iter()
+        .filter_map(|c| {
+            let number = written.numbers.get(&c.case.id)?;
+            let sealed = match c.case.traveler.personal {
+                StoredPersonal::Sealed(sealed) => Some(sealed),
+                StoredPersonal::Erased { .. } => None,
+            };
+            let n = c.notification;
+            Some(DueNotification {
+                notification: Notification {
+                    id: n.id,
+                    case_id: n.case_id,
+                    incident_id: n.incident_id,
+                    traveler_id: n.traveler_id,
+                    purpose: n.purpose,
+                    status: NotificationStatus::Pending,
+                    channels: n.channels,
+                    channel_index: 0,
+                    attempts_on_channel: 0,
+                    language: n.language,
+                    created_at: n.at,
+                    delivered_at: None,
+                    acknowledged_at: None,
+                    attempts: Vec::new(),
+                },
+                case_number: case_number(*number),
+                first_response_due: c.case.first_response_due,
+                sealed,
+                incident: Some(incident.clone()),
+            })
+        })
+        .collect()
+}
+
 fn notification(
     case_id: CaseId,
     incident: &Incident,
@@ -234,6 +292,7 @@ fn notification(
         channels,
         language: language.to_owned(),
         at,
+        leased_until: None,
     }
 }
 

@@ -356,6 +356,7 @@ impl IntakeApi {
             channels,
             language: language.clone().unwrap_or_else(|| "en".into()),
             at: received_at,
+            leased_until: None,
         });
         let sealed = self.keys.seal(id, &traveler.personal).await?;
         Ok(NewCase {

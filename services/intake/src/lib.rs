@@ -127,12 +127,15 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
             })
             .await?;
         if let Some((repo, personal)) = workers {
+            let dispatch_settings = dispatch::DispatchSettings::default();
+            let (handoff, handed) = dispatch::Handoff::new(&dispatch_settings, wake_dispatch.clone());
             let dispatcher = dispatch::Dispatcher::new(
                 repo.clone(),
                 personal.clone(),
                 notifiers,
-                dispatch::DispatchSettings::default(),
+                dispatch_settings,
                 wake_dispatch.clone(),
+                handed,
             );
             part.tasks.push(dispatcher.spawn(background.clone()));
             let fanout = fanout::FanoutWorker::new(
@@ -141,7 +144,8 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
                 fanout::FanoutSettings::default(),
                 wake_fanout,
                 wake_dispatch.clone(),
-            );
+            )
+            .with_handoff(handoff);
             part.tasks.push(fanout.spawn(background.clone()));
         }
         // Data keys still wrapped by a KEK being rotated out move to the primary before serving,

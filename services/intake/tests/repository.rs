@@ -338,6 +338,7 @@ detour_testkit::both_backends!(
     trips_upsert_and_are_found_by_scope,
     fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice,
     notifications_are_claimed_once_retried_then_moved_to_the_next_channel,
+    a_handed_fanout_notification_stays_leased_and_one_on_an_existing_case_is_due,
     a_round_of_sends_is_recorded_together_and_an_unrecorded_claim_runs_out,
     a_group_commit_answers_each_contact_as_if_it_came_alone,
 );
@@ -352,6 +353,7 @@ fn ack(case: &NewCase, channels: Vec<Channel>) -> NewNotification {
         channels,
         language: "en".into(),
         at: case.received_at,
+        leased_until: None,
     }
 }
 
@@ -514,13 +516,17 @@ async fn fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice(f: 
         updates: vec![],
         cursor: targets.last().unwrap().traveler.id,
     };
-    assert_eq!(f.repo.write_fanout(incident.id, batch.clone(), now, &agent()).await.unwrap(), 12);
+    let written = f.repo.write_fanout(incident.id, batch.clone(), now, &agent()).await.unwrap();
+    assert_eq!(written.opened, 12);
+    assert_eq!(written.numbers.len(), 12);
+    assert!(batch.new_cases.iter().all(|c| written.numbers.contains_key(&c.case.id)));
     // The same batch again (a replica that lost its lease), with fresh case ids: nothing new.
     let mut replay = batch.clone();
     for c in &mut replay.new_cases {
         c.case.id = CaseId::new();
     }
-    assert_eq!(f.repo.write_fanout(incident.id, replay, now, &agent()).await.unwrap(), 0);
+    let written = f.repo.write_fanout(incident.id, replay, now, &agent()).await.unwrap();
+    assert_eq!((written.opened, written.numbers.len()), (0, 0));
     f.repo.finish_fanout(incident.id, 1, now).await.unwrap();
     let (done, counts) = f.repo.incident(incident.id).await.unwrap().unwrap();
     assert!(done.fanout_done());
@@ -564,6 +570,53 @@ async fn fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice(f: 
     assert_eq!(claimed.revision, 2);
     let (targets, _) = f.repo.fanout_targets(incident.id, 2, None, 100).await.unwrap();
     assert!(targets.iter().all(|t| t.existing.is_some_and(|(_, told)| told == 1)));
+}
+
+async fn a_handed_fanout_notification_stays_leased_and_one_on_an_existing_case_is_due(f: Fixture) {
+    let departs = store_trips(&f, 3).await;
+    let (incident, _) = f.repo.report_disruption(&report(departs, "snow"), &agent()).await.unwrap();
+    let now = time::now();
+    f.repo.claim_fanout(now, now + Duration::seconds(30)).await.unwrap().unwrap();
+    let (targets, _) = f.repo.fanout_targets(incident.id, 1, None, 100).await.unwrap();
+    // The first traveler already wrote about the flight: the incident joins that open case.
+    let mut own = new_case(None, 0, Channel::Phone);
+    own.traveler.id = targets[0].traveler.id;
+    own.segment_key = Some(format!("seg-{}", targets[0].traveler.id));
+    let own_case = open(&f, own).await;
+    let mut new_cases: Vec<FanoutCase> = targets.iter().map(|t| fanout_case(incident.id, t)).collect();
+    let written_at = new_cases[0].notification.at;
+    let lease = written_at + Duration::seconds(60);
+    for c in &mut new_cases {
+        c.notification.leased_until = Some(lease);
+    }
+    let batch = FanoutBatch { revision: 1, new_cases: new_cases.clone(), updates: vec![], cursor: targets[2].traveler.id };
+    let written = f.repo.write_fanout(incident.id, batch, now, &agent()).await.unwrap();
+    assert_eq!(written.opened, 2);
+    assert!(!written.numbers.contains_key(&new_cases[0].case.id), "linked, not opened");
+    assert!(written.numbers.contains_key(&new_cases[1].case.id) && written.numbers.contains_key(&new_cases[2].case.id));
+    // Only the notification on the existing case is left to the claim: the writer sends the
+    // other two itself.
+    let later = written_at + Duration::seconds(1);
+    let due = f.repo.claim_notifications(later, later + Duration::seconds(60), 100).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].notification.case_id, own_case);
+    // The writer died before sending them: once their lease runs out any dispatcher claims them.
+    let (_, counts) = f.repo.incident(incident.id).await.unwrap().unwrap();
+    assert_eq!(counts.queued, 3);
+    assert!(f.repo.claim_notifications(lease - Duration::seconds(1), lease, 100).await.unwrap().is_empty());
+    let expired = lease + Duration::seconds(1);
+    let mut claimed: Vec<CaseId> = f
+        .repo
+        .claim_notifications(expired, expired + Duration::seconds(60), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.notification.case_id)
+        .collect();
+    claimed.sort();
+    let mut expected = vec![new_cases[1].case.id, new_cases[2].case.id];
+    expected.sort();
+    assert_eq!(claimed, expected);
 }
 
 async fn notifications_are_claimed_once_retried_then_moved_to_the_next_channel(f: Fixture) {

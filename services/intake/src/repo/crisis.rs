@@ -9,7 +9,7 @@ use detour_domain::{IncidentId, Instant, NotificationId, TravelerId};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::crisis::{
-    Affected, AffectedCursor, DisruptionReport, DueNotification, FanoutBatch, FanoutTarget, Incident,
+    Affected, AffectedCursor, DisruptionReport, DueNotification, FanoutBatch, FanoutTarget, FanoutWritten, Incident,
     IncidentCounts, Notification, NotificationCursor, NotificationScope, RegisteredTraveler, ReportOutcome,
     Scope, SendResult, StoredTrip,
 };
@@ -79,14 +79,15 @@ pub trait CrisisRepository: Send + Sync + 'static {
     /// Writes one batch: the cases not opened yet (a traveler already holding one for this
     /// incident is skipped, so a batch written twice opens nothing twice), the update
     /// notifications, their events and audit records; moves the pass's cursor and lease.
-    /// Answers how many cases were opened.
+    /// Answers how many cases were opened and their numbers. A new case's notification written
+    /// with `leased_until` stays leased; one that went to an existing case instead is due now.
     async fn write_fanout(
         &self,
         incident: IncidentId,
         batch: FanoutBatch,
         lease_until: Instant,
         audit: &Audit,
-    ) -> Result<usize, IntakeError>;
+    ) -> Result<FanoutWritten, IntakeError>;
 
     /// Marks `revision` told to everyone and releases the lease.
     async fn finish_fanout(

@@ -150,7 +150,7 @@ macro_rules! crisis_sql_repository {
                     }
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO notifications (notification_id, case_id, incident_id, traveler_id, purpose, status, \
-                         channels, channel_index, attempts_on_channel, language, created_at, next_attempt_at) ",
+                         channels, channel_index, attempts_on_channel, language, created_at, next_attempt_at, lease_until) ",
                     );
                     q.push_values(rows, |mut b, (n, channels)| {
                         b.push_bind(n.id.to_string())
@@ -164,7 +164,8 @@ macro_rules! crisis_sql_repository {
                             .push_bind(0_i32)
                             .push_bind(n.language.clone())
                             .push_bind(time::to_micros(n.at))
-                            .push_bind(time::to_micros(n.at));
+                            .push_bind(time::to_micros(n.leased_until.unwrap_or(n.at)))
+                            .push_bind(n.leased_until.map(time::to_micros));
                     });
                     q.build().execute(&mut *conn).await?;
                 }
@@ -754,7 +755,7 @@ macro_rules! crisis_sql_repository {
                 batch: FanoutBatch,
                 lease_until: Instant,
                 audit: &Audit,
-            ) -> Result<usize, IntakeError> {
+            ) -> Result<FanoutWritten, IntakeError> {
                 use sqlx::Row;
                 let mut tx = self.pool.begin_with($begin).await?;
                 // Claim each traveler's place first: whoever already holds one (an earlier write
@@ -856,6 +857,9 @@ macro_rules! crisis_sql_repository {
                         ));
                         let mut n = c.notification.clone();
                         n.case_id = existing;
+                        // The writer knows nothing of the existing case to send it with: the
+                        // dispatcher's claim takes it.
+                        n.leased_until = None;
                         notifications.push(n);
                         records.push(audit.record(Some(existing), target, Outcome::Ok));
                     }
@@ -901,7 +905,12 @@ macro_rules! crisis_sql_repository {
                 self.wrote("incident_cases", new.len());
                 self.wrote("case_timeline", timeline.len());
                 self.wrote("notifications", notifications.len());
-                Ok(events.len())
+                let numbers = new
+                    .iter()
+                    .filter(|c| opened.contains(&c.case.id.to_string()))
+                    .filter_map(|c| numbers.get(&c.case.id).map(|n| (c.case.id, *n)))
+                    .collect();
+                Ok(FanoutWritten { opened: events.len(), numbers })
             }
 
             async fn finish_fanout(&self, incident: IncidentId, revision: i32, at: Instant) -> Result<(), IntakeError> {

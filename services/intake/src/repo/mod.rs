@@ -20,7 +20,7 @@ pub use crisis::CrisisRepository;
 
 use crate::crisis::{
     Affected, AffectedCursor, DeliveryAttempt, DisruptionReport, DueNotification, FanoutBatch, FanoutCase,
-    FanoutTarget, Incident, IncidentCounts, NewNotification, NextStep, Notification, NotificationCursor,
+    FanoutTarget, FanoutWritten, Incident, IncidentCounts, NewNotification, NextStep, Notification, NotificationCursor,
     NotificationScope, NotificationStatus, RegisteredTraveler, ReportOutcome, Scope, SendResult, StoredTrip,
     normalise_reference,
 };
