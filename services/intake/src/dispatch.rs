@@ -102,9 +102,10 @@ impl Handoff {
         Some(Reservation { permit, until: time::now() + lease })
     }
 
-    /// Hands over what was written under `reservation` (at most as many as it reserved; the
-    /// rest of its room is given back).
+    /// Hands over what was written under `reservation`: those of its notifications that were
+    /// written leased (never more than it reserved); the rest of its room is given back.
     pub fn hand(&self, reservation: Reservation, due: Vec<DueNotification>) {
+        debug_assert!(due.len() <= reservation.permit.num_permits(), "handed more than reserved");
         let Reservation { mut permit, .. } = reservation;
         let kept = permit.split(due.len().min(permit.num_permits()));
         drop(permit);
