@@ -225,7 +225,8 @@ impl Dispatcher {
                 *at = std::time::Instant::now();
             }
             let now = time::now();
-            let lease = chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
+            let lease =
+                chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
             let limit = u32::try_from(batch - due.len()).unwrap_or(self.settings.batch);
             match self.repo.claim_notifications(now, now + lease, limit).await {
                 Ok(claimed) => due.extend(claimed),

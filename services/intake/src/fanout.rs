@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::contact;
 use crate::crisis::{
-    DisruptionKind, DueNotification, FanoutBatch, FanoutCase, FanoutTarget, FanoutUpdate, FanoutWritten, Incident,
-    NewNotification, Notification, NotificationStatus, Purpose, segment_key,
+    DisruptionKind, DueNotification, FanoutBatch, FanoutCase, FanoutTarget, FanoutUpdate, FanoutWritten,
+    Incident, NewNotification, Notification, NotificationStatus, Purpose, segment_key,
 };
 use crate::dispatch::Handoff;
 use crate::error::IntakeError;
@@ -118,13 +118,12 @@ impl FanoutWorker {
                     c.notification.leased_until = Some(r.until);
                 }
             }
-            let cases = (reservation.is_some()).then(|| batch.new_cases.clone());
-            let write = self.repo.write_fanout(incident.id, batch, time::now() + self.lease(), &audit);
+            let write = self.repo.write_fanout(incident.id, &batch, time::now() + self.lease(), &audit);
             let (written, prepared) = tokio::join!(write, self.prepare(incident, cursor));
             let written = written?;
             opened += written.opened;
-            if let (Some(handoff), Some(reservation), Some(cases)) = (&self.handoff, reservation, cases) {
-                handoff.hand(reservation, handed(incident, cases, &written));
+            if let (Some(handoff), Some(reservation)) = (&self.handoff, reservation) {
+                handoff.hand(reservation, handed(incident, batch.new_cases, &written));
             }
             self.dispatch.notify_one();
             next = prepared?;

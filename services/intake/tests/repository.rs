@@ -516,7 +516,7 @@ async fn fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice(f: 
         updates: vec![],
         cursor: targets.last().unwrap().traveler.id,
     };
-    let written = f.repo.write_fanout(incident.id, batch.clone(), now, &agent()).await.unwrap();
+    let written = f.repo.write_fanout(incident.id, &batch, now, &agent()).await.unwrap();
     assert_eq!(written.opened, 12);
     assert_eq!(written.numbers.len(), 12);
     assert!(batch.new_cases.iter().all(|c| written.numbers.contains_key(&c.case.id)));
@@ -525,7 +525,7 @@ async fn fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice(f: 
     for c in &mut replay.new_cases {
         c.case.id = CaseId::new();
     }
-    let written = f.repo.write_fanout(incident.id, replay, now, &agent()).await.unwrap();
+    let written = f.repo.write_fanout(incident.id, &replay, now, &agent()).await.unwrap();
     assert_eq!((written.opened, written.numbers.len()), (0, 0));
     f.repo.finish_fanout(incident.id, 1, now).await.unwrap();
     let (done, counts) = f.repo.incident(incident.id).await.unwrap().unwrap();
@@ -589,11 +589,19 @@ async fn a_handed_fanout_notification_stays_leased_and_one_on_an_existing_case_i
     for c in &mut new_cases {
         c.notification.leased_until = Some(lease);
     }
-    let batch = FanoutBatch { revision: 1, new_cases: new_cases.clone(), updates: vec![], cursor: targets[2].traveler.id };
-    let written = f.repo.write_fanout(incident.id, batch, now, &agent()).await.unwrap();
+    let batch = FanoutBatch {
+        revision: 1,
+        new_cases: new_cases.clone(),
+        updates: vec![],
+        cursor: targets[2].traveler.id,
+    };
+    let written = f.repo.write_fanout(incident.id, &batch, now, &agent()).await.unwrap();
     assert_eq!(written.opened, 2);
     assert!(!written.numbers.contains_key(&new_cases[0].case.id), "linked, not opened");
-    assert!(written.numbers.contains_key(&new_cases[1].case.id) && written.numbers.contains_key(&new_cases[2].case.id));
+    assert!(
+        written.numbers.contains_key(&new_cases[1].case.id)
+            && written.numbers.contains_key(&new_cases[2].case.id)
+    );
     // Only the notification on the existing case is left to the claim: the writer sends the
     // other two itself.
     let later = written_at + Duration::seconds(1);

@@ -9,9 +9,9 @@ use detour_domain::{IncidentId, Instant, NotificationId, TravelerId};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::crisis::{
-    Affected, AffectedCursor, DisruptionReport, DueNotification, FanoutBatch, FanoutTarget, FanoutWritten, Incident,
-    IncidentCounts, Notification, NotificationCursor, NotificationScope, RegisteredTraveler, ReportOutcome,
-    Scope, SendResult, StoredTrip,
+    Affected, AffectedCursor, DisruptionReport, DueNotification, FanoutBatch, FanoutTarget, FanoutWritten,
+    Incident, IncidentCounts, Notification, NotificationCursor, NotificationScope, RegisteredTraveler,
+    ReportOutcome, Scope, SendResult, StoredTrip,
 };
 use crate::error::IntakeError;
 use crate::keys::Handle;
@@ -84,7 +84,7 @@ pub trait CrisisRepository: Send + Sync + 'static {
     async fn write_fanout(
         &self,
         incident: IncidentId,
-        batch: FanoutBatch,
+        batch: &FanoutBatch,
         lease_until: Instant,
         audit: &Audit,
     ) -> Result<FanoutWritten, IntakeError>;

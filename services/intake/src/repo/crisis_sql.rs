@@ -752,7 +752,7 @@ macro_rules! crisis_sql_repository {
             async fn write_fanout(
                 &self,
                 incident: IncidentId,
-                batch: FanoutBatch,
+                batch: &FanoutBatch,
                 lease_until: Instant,
                 audit: &Audit,
             ) -> Result<FanoutWritten, IntakeError> {

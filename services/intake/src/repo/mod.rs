@@ -20,9 +20,9 @@ pub use crisis::CrisisRepository;
 
 use crate::crisis::{
     Affected, AffectedCursor, DeliveryAttempt, DisruptionReport, DueNotification, FanoutBatch, FanoutCase,
-    FanoutTarget, FanoutWritten, Incident, IncidentCounts, NewNotification, NextStep, Notification, NotificationCursor,
-    NotificationScope, NotificationStatus, RegisteredTraveler, ReportOutcome, Scope, SendResult, StoredTrip,
-    normalise_reference,
+    FanoutTarget, FanoutWritten, Incident, IncidentCounts, NewNotification, NextStep, Notification,
+    NotificationCursor, NotificationScope, NotificationStatus, RegisteredTraveler, ReportOutcome, Scope,
+    SendResult, StoredTrip, normalise_reference,
 };
 use crate::error::IntakeError;
 use crate::keys::Handle;
