@@ -58,6 +58,13 @@ impl Default for DispatchSettings {
     }
 }
 
+impl DispatchSettings {
+    /// The claim's lease as a span of the domain's clock.
+    fn lease_span(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60))
+    }
+}
+
 /// Notifications handed from the process that wrote them to its own dispatcher, so that a
 /// storm's notices go out without the claim's second write and read of every row. A writer
 /// reserves room first and writes the notifications leased; should this process die before
@@ -66,7 +73,7 @@ impl Default for DispatchSettings {
 pub struct Handoff {
     queue: mpsc::UnboundedSender<DueNotification>,
     room: Arc<Semaphore>,
-    lease: Duration,
+    lease: chrono::Duration,
     wake: Arc<Notify>,
 }
 
@@ -88,7 +95,7 @@ impl Handoff {
         let (queue, incoming) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(settings.handoff));
         (
-            Self { queue, room: room.clone(), lease: settings.lease, wake },
+            Self { queue, room: room.clone(), lease: settings.lease_span(), wake },
             Handed { queue: Mutex::new(incoming), room },
         )
     }
@@ -98,8 +105,7 @@ impl Handoff {
     pub fn reserve(&self, n: usize) -> Option<Reservation> {
         let permits = u32::try_from(n).ok().filter(|n| *n > 0)?;
         let permit = self.room.clone().try_acquire_many_owned(permits).ok()?;
-        let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
-        Some(Reservation { permit, until: time::now() + lease })
+        Some(Reservation { permit, until: time::now() + self.lease })
     }
 
     /// Hands over what was written under `reservation`: those of its notifications that were
@@ -225,10 +231,8 @@ impl Dispatcher {
                 *at = std::time::Instant::now();
             }
             let now = time::now();
-            let lease =
-                chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(60));
             let limit = u32::try_from(batch - due.len()).unwrap_or(self.settings.batch);
-            match self.repo.claim_notifications(now, now + lease, limit).await {
+            match self.repo.claim_notifications(now, now + self.settings.lease_span(), limit).await {
                 Ok(claimed) => due.extend(claimed),
                 // What was handed goes out anyway; the claim is tried again next round.
                 Err(e) if !due.is_empty() => tracing::warn!(error = %e, "claiming notifications failed"),

@@ -47,7 +47,7 @@ pub struct FanoutWorker {
     /// Wakes the dispatcher once notifications are queued.
     dispatch: Arc<Notify>,
     /// Gives the new cases' notifications to this process's dispatcher once written.
-    handoff: Option<Handoff>,
+    handoff: Handoff,
 }
 
 impl FanoutWorker {
@@ -57,15 +57,9 @@ impl FanoutWorker {
         settings: FanoutSettings,
         wake: Arc<Notify>,
         dispatch: Arc<Notify>,
+        handoff: Handoff,
     ) -> Self {
-        Self { repo, keys, settings, wake, dispatch, handoff: None }
-    }
-
-    /// Hands the notifications of the cases it opens to the dispatcher behind `handoff`.
-    #[must_use]
-    pub fn with_handoff(mut self, handoff: Handoff) -> Self {
-        self.handoff = Some(handoff);
-        self
+        Self { repo, keys, settings, wake, dispatch, handoff }
     }
 
     pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
@@ -112,7 +106,7 @@ impl FanoutWorker {
         let mut next = self.prepare(incident, cursor).await?;
         while let Some(mut batch) = next {
             cursor = Some(batch.cursor);
-            let reservation = self.handoff.as_ref().and_then(|h| h.reserve(batch.new_cases.len()));
+            let reservation = self.handoff.reserve(batch.new_cases.len());
             if let Some(r) = &reservation {
                 for c in &mut batch.new_cases {
                     c.notification.leased_until = Some(r.until);
@@ -122,8 +116,8 @@ impl FanoutWorker {
             let (written, prepared) = tokio::join!(write, self.prepare(incident, cursor));
             let written = written?;
             opened += written.opened;
-            if let (Some(handoff), Some(reservation)) = (&self.handoff, reservation) {
-                handoff.hand(reservation, handed(incident, batch.new_cases, &written));
+            if let Some(reservation) = reservation {
+                self.handoff.hand(reservation, handed(incident, batch.new_cases, &written));
             }
             self.dispatch.notify_one();
             next = prepared?;

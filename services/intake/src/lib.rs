@@ -144,8 +144,8 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
                 fanout::FanoutSettings::default(),
                 wake_fanout,
                 wake_dispatch.clone(),
-            )
-            .with_handoff(handoff);
+                handoff,
+            );
             part.tasks.push(fanout.spawn(background.clone()));
         }
         // Data keys still wrapped by a KEK being rotated out move to the primary before serving,
