@@ -278,6 +278,41 @@ pub struct DueNotification {
     pub incident: Option<Incident>,
 }
 
+impl DueNotification {
+    /// A notification its writer just committed, as its own dispatcher sends it: what the
+    /// claim would have read back, taken from what was written instead.
+    pub fn written(
+        n: NewNotification,
+        case_number: String,
+        first_response_due: Instant,
+        sealed: Option<SealedPersonal>,
+        incident: Option<Incident>,
+    ) -> Self {
+        Self {
+            notification: Notification {
+                id: n.id,
+                case_id: n.case_id,
+                incident_id: n.incident_id,
+                traveler_id: n.traveler_id,
+                purpose: n.purpose,
+                status: NotificationStatus::Pending,
+                channels: n.channels,
+                channel_index: 0,
+                attempts_on_channel: 0,
+                language: n.language,
+                created_at: n.at,
+                delivered_at: None,
+                acknowledged_at: None,
+                attempts: Vec::new(),
+            },
+            case_number,
+            first_response_due,
+            sealed,
+            incident,
+        }
+    }
+}
+
 /// What one send did to a notification.
 #[derive(Debug, Clone)]
 pub struct SendResult {

@@ -14,6 +14,10 @@ use detour_notify::{
 };
 use detour_vault::SecretString;
 use futures::StreamExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +69,62 @@ impl DispatchSettings {
     }
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    /// `handoff` (from this process's own writer, in memory) or `claim` (read back from the table).
+    source: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SendLabels {
+    channel: &'static str,
+    /// `delivered`, `retry`, `next_channel` or `undeliverable`.
+    outcome: &'static str,
+}
+
+/// What the dispatcher took and how its sends went, for the `/metrics` endpoint. Labels are
+/// channel and outcome only, never a traveler or a case.
+#[derive(Debug, Clone, Default)]
+pub struct DispatchMetrics {
+    taken: Family<SourceLabels, Counter>,
+    sends: Family<SendLabels, Counter>,
+}
+
+impl DispatchMetrics {
+    pub fn new(registry: Option<&mut Registry>) -> Self {
+        let metrics = Self::default();
+        if let Some(registry) = registry {
+            registry.register(
+                "notifications_taken",
+                "Notifications the dispatcher took to send, by source (handoff: from its own writer in memory; claim: read back from the table)",
+                metrics.taken.clone(),
+            );
+            registry.register(
+                "notification_sends",
+                "Send attempts by channel and outcome (delivered, retry, next_channel, undeliverable)",
+                metrics.sends.clone(),
+            );
+        }
+        metrics
+    }
+
+    fn took(&self, source: &'static str, n: usize) {
+        if n > 0 {
+            self.taken.get_or_create(&SourceLabels { source }).inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+    }
+
+    fn sent(&self, result: &SendResult) {
+        let outcome = match result.next {
+            NextStep::Delivered => "delivered",
+            NextStep::Retry { .. } => "retry",
+            NextStep::NextChannel => "next_channel",
+            NextStep::Undeliverable => "undeliverable",
+        };
+        self.sends.get_or_create(&SendLabels { channel: result.attempt.channel.as_str(), outcome }).inc();
+    }
+}
+
 /// Notifications handed from the process that wrote them to its own dispatcher, so that a
 /// storm's notices go out without the claim's second write and read of every row. A writer
 /// reserves room first and writes the notifications leased; should this process die before
@@ -106,6 +166,11 @@ impl Handoff {
         let permits = u32::try_from(n).ok().filter(|n| *n > 0)?;
         let permit = self.room.clone().try_acquire_many_owned(permits).ok()?;
         Some(Reservation { permit, until: time::now() + self.lease })
+    }
+
+    /// Wakes the dispatcher for notifications left to the claim.
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Hands over what was written under `reservation`: those of its notifications that were
@@ -153,6 +218,7 @@ pub struct Dispatcher {
     settings: DispatchSettings,
     wake: Arc<Notify>,
     handed: Handed,
+    metrics: DispatchMetrics,
     /// When the claim last ran: while handed notifications keep the dispatcher busy it still
     /// runs every `poll`, for retries and for what was written past the handoff's room.
     last_claim: Mutex<std::time::Instant>,
@@ -166,9 +232,10 @@ impl Dispatcher {
         settings: DispatchSettings,
         wake: Arc<Notify>,
         handed: Handed,
+        metrics: DispatchMetrics,
     ) -> Self {
         let last_claim = Mutex::new(std::time::Instant::now());
-        Self { repo, keys, notifiers, settings, wake, handed, last_claim }
+        Self { repo, keys, notifiers, settings, wake, handed, metrics, last_claim }
     }
 
     pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
@@ -224,6 +291,7 @@ impl Dispatcher {
     async fn claim_and_send(&self) -> Result<Vec<SendResult>, IntakeError> {
         let batch = usize::try_from(self.settings.batch).unwrap_or(usize::MAX);
         let mut due = self.handed.take(batch);
+        self.metrics.took("handoff", due.len());
         let claim_now = due.is_empty()
             || self.last_claim.lock().map(|at| at.elapsed() >= self.settings.poll).unwrap_or(true);
         if claim_now && due.len() < batch {
@@ -233,7 +301,10 @@ impl Dispatcher {
             let now = time::now();
             let limit = u32::try_from(batch - due.len()).unwrap_or(self.settings.batch);
             match self.repo.claim_notifications(now, now + self.settings.lease_span(), limit).await {
-                Ok(claimed) => due.extend(claimed),
+                Ok(claimed) => {
+                    self.metrics.took("claim", claimed.len());
+                    due.extend(claimed);
+                }
                 // What was handed goes out anyway; the claim is tried again next round.
                 Err(e) if !due.is_empty() => tracing::warn!(error = %e, "claiming notifications failed"),
                 Err(e) => return Err(e),
@@ -270,7 +341,10 @@ impl Dispatcher {
                 (false, why, next)
             }
         };
-        SendResult { id: n.id, attempt: DeliveryAttempt { at, channel, accepted, detail }, next }
+        let result =
+            SendResult { id: n.id, attempt: DeliveryAttempt { at, channel, accepted, detail }, next };
+        self.metrics.sent(&result);
+        result
     }
 
     /// Sends on `channel`; the provider's message id, or why not (no personal data).

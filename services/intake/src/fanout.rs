@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::contact;
 use crate::crisis::{
     DisruptionKind, DueNotification, FanoutBatch, FanoutCase, FanoutTarget, FanoutUpdate, FanoutWritten,
-    Incident, NewNotification, Notification, NotificationStatus, Purpose, segment_key,
+    Incident, NewNotification, Purpose, segment_key,
 };
 use crate::dispatch::Handoff;
 use crate::error::IntakeError;
@@ -240,29 +240,13 @@ fn handed(incident: &Incident, cases: Vec<FanoutCase>, written: &FanoutWritten) 
                 StoredPersonal::Sealed(sealed) => Some(sealed),
                 StoredPersonal::Erased { .. } => None,
             };
-            let n = c.notification;
-            Some(DueNotification {
-                notification: Notification {
-                    id: n.id,
-                    case_id: n.case_id,
-                    incident_id: n.incident_id,
-                    traveler_id: n.traveler_id,
-                    purpose: n.purpose,
-                    status: NotificationStatus::Pending,
-                    channels: n.channels,
-                    channel_index: 0,
-                    attempts_on_channel: 0,
-                    language: n.language,
-                    created_at: n.at,
-                    delivered_at: None,
-                    acknowledged_at: None,
-                    attempts: Vec::new(),
-                },
-                case_number: case_number(*number),
-                first_response_due: c.case.first_response_due,
+            Some(DueNotification::written(
+                c.notification,
+                case_number(*number),
+                c.case.first_response_due,
                 sealed,
-                incident: Some(incident.clone()),
-            })
+                Some(incident.clone()),
+            ))
         })
         .collect()
 }

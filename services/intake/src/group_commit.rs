@@ -43,7 +43,7 @@ impl GroupCommitMetrics {
         let contacts = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]);
         if let Some(registry) = registry {
             registry.register(
-                "intake_group_commit_contacts",
+                "group_commit_contacts",
                 "Contacts written per OpenCase transaction",
                 contacts.clone(),
             );

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::NAME;
 use crate::contact;
-use crate::crisis::{NewNotification, Purpose, segment_key};
+use crate::crisis::{DueNotification, NewNotification, Purpose, segment_key};
 use crate::error::IntakeError;
 use crate::keys::PersonalDataKeys;
 use crate::model::{
@@ -36,8 +36,8 @@ pub struct IntakeApi {
     pub(crate) audit: AuditLog,
     /// Wakes the fan-out worker when a disruption is reported.
     pub(crate) fanout: Option<Arc<tokio::sync::Notify>>,
-    /// Wakes the notification dispatcher when an acknowledgement is queued.
-    pub(crate) dispatch: Option<Arc<tokio::sync::Notify>>,
+    /// Hands acknowledgements to this process's notification dispatcher.
+    pub(crate) dispatch: Option<crate::dispatch::Handoff>,
     /// Sheds contacts by priority under overload.
     pub(crate) admission: Option<detour_admission::Admission>,
     /// Per-caller rate limits on new contacts.
@@ -81,7 +81,7 @@ impl IntakeApi {
     pub fn with_workers(
         mut self,
         fanout: Arc<tokio::sync::Notify>,
-        dispatch: Arc<tokio::sync::Notify>,
+        dispatch: crate::dispatch::Handoff,
     ) -> Self {
         self.fanout = Some(fanout);
         self.dispatch = Some(dispatch);
@@ -103,14 +103,39 @@ impl IntakeApi {
         req: pb::OpenCaseRequest,
         priority: contact::Priority,
     ) -> Result<pb::OpenCaseResponse, IntakeError> {
-        let new = self.new_case(req).await?;
+        let mut new = self.new_case(req).await?;
         let ack_channel = new.acknowledgement.as_ref().and_then(|a| a.channels.first().copied());
         let language = new.language.clone().unwrap_or_default();
         let opened = events::envelope(NAME, new.id, new.received_at, &audit.actor, case_opened(&new));
+        // The acknowledgement is written leased to this process and handed to its dispatcher
+        // after the commit, so it costs no claim; past the handoff's room it is left to the claim.
+        let handing = match (&self.dispatch, &mut new.acknowledgement) {
+            (Some(handoff), Some(ack)) => handoff.reserve(1).map(|reservation| {
+                ack.leased_until = Some(reservation.until);
+                (handoff, reservation, ack.clone())
+            }),
+            _ => None,
+        };
         let outcome = match &self.group_commit {
             Some(group) => group.open(OpenRequest { new, opened, audit: audit.clone() }).await?,
             None => self.repo.open_case(new, opened, audit).await?,
         };
+        match (handing, &outcome) {
+            (
+                Some((handoff, reservation, ack)),
+                OpenOutcome::Created(case) | OpenOutcome::Merged(case, _),
+            ) => {
+                handoff.hand(reservation, vec![written_ack(ack, case)]);
+            }
+            // A replay wrote nothing: its room goes back unused.
+            (Some(_), OpenOutcome::Replayed(..)) => {}
+            (None, OpenOutcome::Created(_) | OpenOutcome::Merged(..)) => {
+                if let Some(handoff) = &self.dispatch {
+                    handoff.wake();
+                }
+            }
+            (None, OpenOutcome::Replayed(..)) => {}
+        }
         let (case, ack, replayed, merged) = match outcome {
             OpenOutcome::Created(c) => {
                 let ack = c.acknowledgement_id;
@@ -119,9 +144,6 @@ impl IntakeApi {
             OpenOutcome::Replayed(c, ack) => (c, ack, true, false),
             OpenOutcome::Merged(c, ack) => (c, ack, false, true),
         };
-        if !replayed && let Some(dispatch) = &self.dispatch {
-            dispatch.notify_one();
-        }
         tracing::info!(case_id = %case.id, case_number = %case.number, replayed, merged, "case accepted");
         Ok(pb::OpenCaseResponse {
             case_id: Some(common::CaseId { value: case.id.to_string() }),
@@ -689,4 +711,15 @@ mod tests {
         assert_eq!(fingerprint(&["a", "b"]), fingerprint(&["a", "b"]));
         assert_ne!(fingerprint(&["a", "b"]), fingerprint(&["ab", ""]));
     }
+}
+
+/// The acknowledgement a contact just wrote, as the dispatcher sends it: on the case it opened,
+/// or on the open case it joined (whose sealed copy of the traveler's data the message opens).
+fn written_ack(mut ack: NewNotification, case: &Case) -> DueNotification {
+    ack.case_id = case.id;
+    let sealed = match &case.traveler.personal {
+        StoredPersonal::Sealed(sealed) => Some(sealed.clone()),
+        StoredPersonal::Erased { .. } => None,
+    };
+    DueNotification::written(ack, case.number.clone(), case.first_response_due, sealed, None)
 }

@@ -110,6 +110,10 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
             ..Default::default()
         };
         let group_metrics = group_commit::GroupCommitMetrics::new(Some(&mut *ctx.registry));
+        let dispatch_metrics = dispatch::DispatchMetrics::new(Some(&mut *ctx.registry));
+        let dispatch_settings = dispatch::DispatchSettings::default();
+        let (handoff, handed) = dispatch::Handoff::new(&dispatch_settings, wake_dispatch.clone());
+        let api_handoff = handoff.clone();
         let mut part = ctx
             .build_service(&MODULE, |db, relay, audit| {
                 let repo = repo::for_db(db, Some(relay));
@@ -120,15 +124,13 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
                 workers = Some((repo.clone(), personal.clone()));
                 let updater = Arc::new(consumer::CaseViewUpdater::new(repo.clone()));
                 let api = grpc::IntakeApi::new(repo, personal, audit)
-                    .with_workers(wake_fanout.clone(), wake_dispatch.clone())
+                    .with_workers(wake_fanout.clone(), api_handoff)
                     .with_admission(admission, limiter)
                     .with_group_commit(group);
                 Wiring::grpc(IntakeServiceServer::new(api)).consume(consumer::GROUP, WATCHED, updater)
             })
             .await?;
         if let Some((repo, personal)) = workers {
-            let dispatch_settings = dispatch::DispatchSettings::default();
-            let (handoff, handed) = dispatch::Handoff::new(&dispatch_settings, wake_dispatch.clone());
             let dispatcher = dispatch::Dispatcher::new(
                 repo.clone(),
                 personal.clone(),
@@ -136,6 +138,7 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
                 dispatch_settings,
                 wake_dispatch.clone(),
                 handed,
+                dispatch_metrics,
             );
             part.tasks.push(dispatcher.spawn(background.clone()));
             let fanout = fanout::FanoutWorker::new(

@@ -89,7 +89,10 @@ async fn disruption_notices_and_acknowledgements_reach_travelers_through_the_pro
     let mut settings = sqlite_settings(dir.path());
     settings.notify.http_url = Some(url);
     let bus = detour_events::connect_bus("inproc://").unwrap();
-    let server = Server::start(&settings, &[detour_intake::MODULE], bus).await;
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = metrics.local_addr().unwrap();
+    let server = Server::spawn(&settings, &[detour_intake::MODULE], bus, Some(metrics)).await;
+    server.wait_serving("detour.intake.v1.IntakeService").await;
     let mut client = IntakeServiceClient::new(server.channel().await);
 
     let sms = common::Channel::Sms;
@@ -199,5 +202,37 @@ async fn disruption_notices_and_acknowledgements_reach_travelers_through_the_pro
         "sent with the notification id as idempotency key"
     );
     assert!(ack.1["body"].as_str().unwrap().contains(&opened.case_number));
+
+    // The fan-out's notices and the acknowledgement went from their writers to the dispatcher
+    // in memory; the refused SMS's second channel was read back by the claim.
+    let metrics = scrape(metrics_addr).await;
+    let value = |name: &str, labels: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(value("intake_notifications_taken_total", "source=\"handoff\""), 4, "{metrics}");
+    assert!(value("intake_notifications_taken_total", "source=\"claim\"") >= 1, "{metrics}");
+    assert_eq!(
+        value("intake_notification_sends_total", "channel=\"sms\",outcome=\"delivered\""),
+        2,
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(REFUSED_PHONE) && !metrics.contains("storm.invalid"),
+        "no personal data in labels"
+    );
     server.stop().await;
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
 }

@@ -341,6 +341,7 @@ detour_testkit::both_backends!(
     a_handed_fanout_notification_stays_leased_and_one_on_an_existing_case_is_due,
     a_round_of_sends_is_recorded_together_and_an_unrecorded_claim_runs_out,
     a_group_commit_answers_each_contact_as_if_it_came_alone,
+    leased_acknowledgements_are_left_to_their_writer_until_the_lease_runs_out,
 );
 
 fn ack(case: &NewCase, channels: Vec<Channel>) -> NewNotification {
@@ -872,4 +873,58 @@ async fn a_group_commit_answers_each_contact_as_if_it_came_alone(f: Fixture) {
     let answers = f.repo.open_cases(vec![request(late), request(solo.clone())]).await;
     assert!(matches!(&answers[0], Ok(OpenOutcome::Merged(c, _)) if c.id == fresh[2].id), "{:?}", answers[0]);
     assert!(matches!(&answers[1], Ok(OpenOutcome::Created(c)) if c.id == solo.id), "{:?}", answers[1]);
+}
+
+async fn leased_acknowledgements_are_left_to_their_writer_until_the_lease_runs_out(f: Fixture) {
+    let mut open_before = new_case(Some("l-open"), 0, Channel::Phone);
+    open_before.segment_key = Some("flight|CA|CA981|2026-12-03".into());
+    let open_before_id = open(&f, open_before.clone()).await;
+    let written_at = open_before.received_at;
+    let lease = written_at + Duration::seconds(60);
+    let leased = |mut c: NewCase| {
+        let mut a = ack(&c, vec![Channel::Sms]);
+        a.leased_until = Some(lease);
+        c.acknowledgement = Some(a);
+        c
+    };
+    // Through the group commit: two new cases, and a contact joining the open case.
+    let first = leased(new_case(Some("l-1"), 0, Channel::Sms));
+    let second = leased(new_case(Some("l-2"), 0, Channel::Email));
+    let mut again = leased(new_case(Some("l-again"), 0, Channel::Chat));
+    again.traveler = open_before.traveler.clone();
+    again.segment_key = open_before.segment_key.clone();
+    let answers =
+        f.repo.open_cases(vec![request(first.clone()), request(second.clone()), request(again)]).await;
+    assert!(
+        matches!(&answers[2], Ok(OpenOutcome::Merged(c, _)) if c.id == open_before_id),
+        "{:?}",
+        answers[2]
+    );
+    // Alone, and one written due, as a writer without room in its handoff does.
+    let alone = leased(new_case(Some("l-alone"), 0, Channel::Sms));
+    let alone_id = open(&f, alone).await;
+    let mut due_now = new_case(Some("l-due"), 0, Channel::Sms);
+    due_now.acknowledgement = Some(ack(&due_now, vec![Channel::Sms]));
+    let due_id = open(&f, due_now).await;
+
+    let now = written_at + Duration::seconds(1);
+    let claimed = f.repo.claim_notifications(now, now + Duration::seconds(60), 100).await.unwrap();
+    let ids: Vec<CaseId> = claimed.iter().map(|d| d.notification.case_id).collect();
+    assert_eq!(ids, [due_id], "only the one written due");
+    let expired = lease + Duration::seconds(1);
+    let mut ids: Vec<CaseId> = f
+        .repo
+        .claim_notifications(expired, expired + Duration::seconds(60), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.notification.case_id)
+        .collect();
+    ids.sort();
+    let mut expected = vec![first.id, second.id, open_before_id, alone_id];
+    expected.sort();
+    assert_eq!(
+        ids, expected,
+        "the writer died: every leased acknowledgement is claimed once its lease ran out"
+    );
 }
