@@ -58,6 +58,12 @@ pub const MIGRATIONS: &[MigrationStep] = &[
         postgres: include_str!("../migrations/postgres/0104_incident_counts.sql"),
         sqlite: include_str!("../migrations/sqlite/0104_incident_counts.sql"),
     },
+    MigrationStep {
+        version: 105,
+        description: "incident targets and case links without a key to the incident",
+        postgres: include_str!("../migrations/postgres/0105_incident_rows_unchecked.sql"),
+        sqlite: include_str!("../migrations/sqlite/0105_incident_rows_unchecked.sql"),
+    },
 ];
 
 /// The streams whose events change a case's view.
