@@ -43,6 +43,10 @@ const KEYS: &[&str] = &[
     "intake_rate_limit_per_second",
     "intake_rate_limit_burst",
     "intake_group_commit_max_batch",
+    "intake_notify_concurrency",
+    "intake_notify_attempts_per_channel",
+    "intake_notify_first_retry_secs",
+    "intake_notify_handoff",
 ];
 
 /// The largest request message a generated tonic server decodes unless the service raises it
@@ -133,6 +137,19 @@ pub struct Settings {
     /// Most contacts intake writes in one transaction (group commit); 1 writes each alone.
     /// Batches are never waited for: a batch is what queued while the previous ones committed.
     pub intake_group_commit_max_batch: usize,
+    /// Notification sends intake's dispatcher keeps in flight at once: what the SMS, push and
+    /// e-mail providers take from one replica.
+    pub intake_notify_concurrency: usize,
+    /// Sends on one channel that fail for a passing reason (a timeout, the provider's 5xx)
+    /// before the traveler's next channel is tried. A refusal moves on at once.
+    pub intake_notify_attempts_per_channel: u32,
+    /// Pause before a failed send is retried on the same channel, doubled for each further
+    /// attempt.
+    pub intake_notify_first_retry_secs: u64,
+    /// Notifications a writer (the fan-out, OpenCase) may hand its own replica's dispatcher in
+    /// memory and not yet taken; beyond that, and with 0, they are left to the claim on the
+    /// table, which every replica runs.
+    pub intake_notify_handoff: usize,
 }
 
 impl Default for Settings {
@@ -166,6 +183,10 @@ impl Default for Settings {
             intake_rate_limit_per_second: 2_000,
             intake_rate_limit_burst: 4_000,
             intake_group_commit_max_batch: 128,
+            intake_notify_concurrency: 64,
+            intake_notify_attempts_per_channel: 3,
+            intake_notify_first_retry_secs: 10,
+            intake_notify_handoff: 2_000,
         }
     }
 }
@@ -239,6 +260,23 @@ impl Settings {
                 setting: "DETOUR_INTAKE_GROUP_COMMIT_MAX_BATCH",
                 problem: format!("{} is not between 1 and 1000", self.intake_group_commit_max_batch),
             });
+        }
+        for (setting, value, range) in [
+            ("DETOUR_INTAKE_NOTIFY_CONCURRENCY", self.intake_notify_concurrency as u64, 1..=1_024),
+            (
+                "DETOUR_INTAKE_NOTIFY_ATTEMPTS_PER_CHANNEL",
+                u64::from(self.intake_notify_attempts_per_channel),
+                1..=20,
+            ),
+            ("DETOUR_INTAKE_NOTIFY_FIRST_RETRY_SECS", self.intake_notify_first_retry_secs, 1..=3_600),
+            ("DETOUR_INTAKE_NOTIFY_HANDOFF", self.intake_notify_handoff as u64, 0..=100_000),
+        ] {
+            if !range.contains(&value) {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    problem: format!("{value} is not between {} and {}", range.start(), range.end()),
+                });
+            }
         }
         if let Err(e) = detour_notify::Notifiers::from_settings(&self.notify) {
             return Err(ConfigError::Invalid { setting: "DETOUR_NOTIFY", problem: e.to_string() });
@@ -479,6 +517,40 @@ mod tests {
                 // figment names a value it cannot parse by its key, in lower case.
                 assert!(err.to_uppercase().contains(setting.trim_start_matches("DETOUR_")), "{err}");
                 assert!(err.contains(problem), "{setting}={value}: {err}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_dispatcher_is_tuned_by_settings_and_a_bad_value_is_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DETOUR_AUTH_DEV_ISSUER", "true");
+            jail.set_env("DETOUR_INTAKE_NOTIFY_CONCURRENCY", "8");
+            jail.set_env("DETOUR_INTAKE_NOTIFY_ATTEMPTS_PER_CHANNEL", "5");
+            jail.set_env("DETOUR_INTAKE_NOTIFY_FIRST_RETRY_SECS", "30");
+            jail.set_env("DETOUR_INTAKE_NOTIFY_HANDOFF", "0");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                (
+                    s.intake_notify_concurrency,
+                    s.intake_notify_attempts_per_channel,
+                    s.intake_notify_first_retry_secs,
+                    s.intake_notify_handoff
+                ),
+                (8, 5, 30, 0)
+            );
+            for (setting, value, problem) in [
+                ("DETOUR_INTAKE_NOTIFY_CONCURRENCY", "0", "between 1 and 1024"),
+                ("DETOUR_INTAKE_NOTIFY_ATTEMPTS_PER_CHANNEL", "21", "between 1 and 20"),
+                ("DETOUR_INTAKE_NOTIFY_FIRST_RETRY_SECS", "0", "between 1 and 3600"),
+                ("DETOUR_INTAKE_NOTIFY_HANDOFF", "100001", "between 0 and 100000"),
+            ] {
+                jail.clear_env();
+                jail.set_env("DETOUR_AUTH_DEV_ISSUER", "true");
+                jail.set_env(setting, value);
+                let err = Settings::load(None).unwrap_err().to_string();
+                assert!(err.contains(setting) && err.contains(problem), "{setting}={value}: {err}");
             }
             Ok(())
         });

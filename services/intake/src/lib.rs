@@ -117,7 +117,14 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
         };
         let group_metrics = group_commit::GroupCommitMetrics::new(Some(&mut *ctx.registry));
         let dispatch_metrics = dispatch::DispatchMetrics::new(Some(&mut *ctx.registry));
-        let dispatch_settings = dispatch::DispatchSettings::default();
+        let dispatch_settings = dispatch::DispatchSettings {
+            concurrency: settings.intake_notify_concurrency,
+            attempts_per_channel: i32::try_from(settings.intake_notify_attempts_per_channel)
+                .unwrap_or(i32::MAX),
+            first_retry: std::time::Duration::from_secs(settings.intake_notify_first_retry_secs),
+            handoff: settings.intake_notify_handoff,
+            ..Default::default()
+        };
         let (handoff, handed) = dispatch::Handoff::new(&dispatch_settings, wake_dispatch.clone());
         let api_handoff = handoff.clone();
         let mut part = ctx

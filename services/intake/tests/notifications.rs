@@ -236,3 +236,45 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
     stream.read_to_string(&mut response).await.unwrap();
     response
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_handoff_off_every_notification_goes_through_the_claim() {
+    let (url, sent) = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = sqlite_settings(dir.path());
+    settings.notify.http_url = Some(url);
+    settings.intake_notify_handoff = 0;
+    let bus = detour_events::connect_bus("inproc://").unwrap();
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = metrics.local_addr().unwrap();
+    let server = Server::spawn(&settings, &[detour_intake::MODULE], bus, Some(metrics)).await;
+    server.wait_serving("detour.intake.v1.IntakeService").await;
+    let mut client = IntakeServiceClient::new(server.channel().await);
+    let opened = client
+        .open_case(pb::OpenCaseRequest {
+            traveler: Some(common::Traveler {
+                full_name: "Walk In".into(),
+                phone: "+447700900124".into(),
+                ..Default::default()
+            }),
+            segment: Some(detour_testkit::flight_segment()),
+            channel: common::Channel::Sms as i32,
+            description: "Where is my bag?".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ack = wait_for("the acknowledgement", async || {
+        sent.0.lock().unwrap().iter().find(|(_, j)| j["to"] == "+447700900124").cloned()
+    })
+    .await;
+    assert_eq!(ack.0, opened.acknowledgement_id.unwrap().value);
+    let metrics = scrape(metrics_addr).await;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("intake_notifications_taken_total{source=\"claim\"} 1")),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("source=\"handoff\""), "{metrics}");
+    server.stop().await;
+}
