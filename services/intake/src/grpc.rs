@@ -692,6 +692,17 @@ impl IntakeService for IntakeApi {
     }
 }
 
+/// The acknowledgement a contact just wrote, as the dispatcher sends it: on the case it opened,
+/// or on the open case it joined (whose sealed copy of the traveler's data the message opens).
+fn written_ack(mut ack: NewNotification, case: &Case) -> DueNotification {
+    ack.case_id = case.id;
+    let sealed = match &case.traveler.personal {
+        StoredPersonal::Sealed(sealed) => Some(sealed.clone()),
+        StoredPersonal::Erased { .. } => None,
+    };
+    DueNotification::written(ack, case.number.clone(), case.first_response_due, sealed, None)
+}
+
 #[cfg(test)]
 mod tests {
     use base64::Engine;
@@ -711,15 +722,4 @@ mod tests {
         assert_eq!(fingerprint(&["a", "b"]), fingerprint(&["a", "b"]));
         assert_ne!(fingerprint(&["a", "b"]), fingerprint(&["ab", ""]));
     }
-}
-
-/// The acknowledgement a contact just wrote, as the dispatcher sends it: on the case it opened,
-/// or on the open case it joined (whose sealed copy of the traveler's data the message opens).
-fn written_ack(mut ack: NewNotification, case: &Case) -> DueNotification {
-    ack.case_id = case.id;
-    let sealed = match &case.traveler.personal {
-        StoredPersonal::Sealed(sealed) => Some(sealed.clone()),
-        StoredPersonal::Erased { .. } => None,
-    };
-    DueNotification::written(ack, case.number.clone(), case.first_response_due, sealed, None)
 }
