@@ -127,14 +127,13 @@ impl IntakeApi {
             ) => {
                 handoff.hand(reservation, vec![written_ack(ack, case)]);
             }
-            // A replay wrote nothing: its room goes back unused.
-            (Some(_), OpenOutcome::Replayed(..)) => {}
             (None, OpenOutcome::Created(_) | OpenOutcome::Merged(..)) => {
                 if let Some(handoff) = &self.dispatch {
                     handoff.wake();
                 }
             }
-            (None, OpenOutcome::Replayed(..)) => {}
+            // A replay wrote nothing: a reservation goes back unused.
+            (_, OpenOutcome::Replayed(..)) => {}
         }
         let (case, ack, replayed, merged) = match outcome {
             OpenOutcome::Created(c) => {
