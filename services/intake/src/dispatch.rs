@@ -219,9 +219,24 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     handed: Handed,
     metrics: DispatchMetrics,
-    /// When the claim last ran: while handed notifications keep the dispatcher busy it still
-    /// runs every `poll`, for retries and for what was written past the handoff's room.
-    last_claim: Mutex<std::time::Instant>,
+    last_claim: Mutex<LastClaim>,
+}
+
+/// When the claim last ran, and whether it came back full. While handed notifications keep the
+/// dispatcher busy the claim still runs every `poll`, for retries, next channels and what was
+/// written past the handoff's room; and at once after a full claim, so that a backlog in the
+/// table (a dead replica's leases run out, an overflow) drains at the dispatcher's pace rather
+/// than a batch per poll.
+#[derive(Debug, Clone, Copy)]
+struct LastClaim {
+    at: std::time::Instant,
+    full: bool,
+}
+
+impl LastClaim {
+    fn due(&self, handed: usize, poll: Duration) -> bool {
+        handed == 0 || self.full || self.at.elapsed() >= poll
+    }
 }
 
 impl Dispatcher {
@@ -234,7 +249,7 @@ impl Dispatcher {
         handed: Handed,
         metrics: DispatchMetrics,
     ) -> Self {
-        let last_claim = Mutex::new(std::time::Instant::now());
+        let last_claim = Mutex::new(LastClaim { at: std::time::Instant::now(), full: false });
         Self { repo, keys, notifiers, settings, wake, handed, metrics, last_claim }
     }
 
@@ -292,20 +307,24 @@ impl Dispatcher {
         let batch = usize::try_from(self.settings.batch).unwrap_or(usize::MAX);
         let mut due = self.handed.take(batch);
         self.metrics.took("handoff", due.len());
-        let claim_now = due.is_empty()
-            || self.last_claim.lock().map(|at| at.elapsed() >= self.settings.poll).unwrap_or(true);
+        let claim_now =
+            self.last_claim.lock().map(|last| last.due(due.len(), self.settings.poll)).unwrap_or(true);
         if claim_now && due.len() < batch {
-            if let Ok(mut at) = self.last_claim.lock() {
-                *at = std::time::Instant::now();
-            }
+            let started = std::time::Instant::now();
             let now = time::now();
             let limit = u32::try_from(batch - due.len()).unwrap_or(self.settings.batch);
-            match self.repo.claim_notifications(now, now + self.settings.lease_span(), limit).await {
+            let claimed = self.repo.claim_notifications(now, now + self.settings.lease_span(), limit).await;
+            // A failed claim waits for the next poll too.
+            let full = claimed.as_ref().is_ok_and(|c| u32::try_from(c.len()).is_ok_and(|n| n >= limit));
+            if let Ok(mut last) = self.last_claim.lock() {
+                *last = LastClaim { at: started, full };
+            }
+            match claimed {
                 Ok(claimed) => {
                     self.metrics.took("claim", claimed.len());
                     due.extend(claimed);
                 }
-                // What was handed goes out anyway; the claim is tried again next round.
+                // What was handed goes out anyway; the claim is tried again at the next poll.
                 Err(e) if !due.is_empty() => tracing::warn!(error = %e, "claiming notifications failed"),
                 Err(e) => return Err(e),
             }
@@ -429,5 +448,22 @@ fn facts(i: &Incident) -> DisruptionFacts {
         reason: (!i.reason.is_empty()).then(|| i.reason.clone()),
         delay_minutes: u32::try_from(i.delay_minutes).ok().filter(|m| *m > 0),
         diverted_to: i.diverted_to.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_claim_runs_with_nothing_handed_after_a_full_claim_or_once_a_poll_has_passed() {
+        let poll = Duration::from_millis(500);
+        let just_now = LastClaim { at: std::time::Instant::now(), full: false };
+        assert!(!just_now.due(3, poll), "handed notifications keep the claim waiting for the poll");
+        assert!(just_now.due(0, poll), "with nothing handed the claim runs every round");
+        assert!(LastClaim { full: true, ..just_now }.due(3, poll), "a full claim leaves more in the table");
+        if let Some(earlier) = std::time::Instant::now().checked_sub(Duration::from_secs(1)) {
+            assert!(LastClaim { at: earlier, full: false }.due(3, poll));
+        }
     }
 }
