@@ -348,7 +348,19 @@ async fn the_audit_trail_is_queried_by_case_user_and_time() {
     assert!(before.records.iter().any(|r| r.case_id.as_ref() == Some(&first)), "{before:?}");
     let after = list(audit::ListAuditRecordsRequest { from: Some(between), ..Default::default() }).await;
     assert!(after.records.iter().all(|r| r.case_id.as_ref() == Some(&second)), "{after:?}");
-    // Newest first, in pages that neither repeat nor skip.
+    // Newest first, in pages that neither repeat nor skip: once Bob's case has settled as Ann's
+    // did (supplier and compensation may still be acting for it after triage), so no record
+    // arrives between the listing and the pages.
+    eventually("bob's case settles", Duration::from_secs(20), || async {
+        let page =
+            list(audit::ListAuditRecordsRequest { case_id: Some(second.clone()), ..Default::default() })
+                .await;
+        let before = list(audit::ListAuditRecordsRequest::default()).await.records.len();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = list(audit::ListAuditRecordsRequest::default()).await.records.len();
+        (page.records.len() >= 6 && before == after).then_some(())
+    })
+    .await;
     let all = list(audit::ListAuditRecordsRequest::default()).await.records;
     let mut paged = Vec::new();
     let mut token = String::new();
