@@ -171,10 +171,7 @@ async fn metrics_count_calls_by_method_and_code() {
     made_up.read_to_string(&mut answer).await.unwrap();
     assert!(answer.to_lowercase().contains("grpc-status: 16"), "{answer}");
 
-    let mut stream = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    let response = detour_testkit::scrape_metrics(metrics_addr).await;
     let line = |method: &str, code: &str| {
         response.lines().any(|l| {
             l.starts_with("grpc_server_requests_total")

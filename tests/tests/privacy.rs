@@ -18,7 +18,6 @@ use detour_testkit::{Server, test_settings};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use support::lifecycle::{self, Clients};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -127,14 +126,6 @@ async fn table_contents(settings: &Settings) -> Vec<(String, String)> {
     out
 }
 
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn personal_data_stays_out_of_logs_traces_metrics_and_disk_and_is_erased_on_request() {
     let logs = Captured::default();
@@ -167,7 +158,7 @@ async fn personal_data_stays_out_of_logs_traces_metrics_and_disk_and_is_erased_o
     let log_text = logs.text();
     assert!(log_text.contains("case accepted"), "the run was logged");
     found.extend(leaks("logs", &log_text));
-    found.extend(leaks("metrics", &scrape(metrics_addr).await));
+    found.extend(leaks("metrics", &detour_testkit::scrape_metrics(metrics_addr).await));
     for (file, bytes) in files_under(dir.path()) {
         found.extend(leaks(&file, &bytes));
     }

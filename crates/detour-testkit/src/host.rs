@@ -215,3 +215,14 @@ pub fn audit_summary(records: &[AuditRecord]) -> Vec<(String, String)> {
         .map(|r| (r.actor.as_ref().map(|a| a.id.clone()).unwrap_or_default(), r.outcome.clone()))
         .collect()
 }
+
+/// The host's `/metrics` page as served on `addr` (the listener given to [`Server::spawn`]),
+/// response head included.
+pub async fn scrape_metrics(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}

@@ -32,7 +32,7 @@ pub use db::{OutboxRow, TestDb, count_rows, outbox, outbox_count, outbox_rows};
 pub use detour_auth::Bearer;
 pub use detour_auth::Role;
 pub use detour_storage::Backend;
-pub use host::{Server, Service, audit_summary, sqlite_settings, test_settings};
+pub use host::{Server, Service, audit_summary, scrape_metrics, sqlite_settings, test_settings};
 pub use proto::{flight_segment, violated_fields};
 
 /// Polls `f` until it returns `Some`, failing the test with `what` after `within`.

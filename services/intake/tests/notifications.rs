@@ -176,21 +176,7 @@ async fn disruption_notices_and_acknowledgements_reach_travelers_through_the_pro
     assert_eq!(delivered.attempts[0].detail, format!("msg-{key}"), "the provider's id is kept");
 
     // A walk-in traveler's SMS is acknowledged by SMS with the case number.
-    let opened = client
-        .open_case(pb::OpenCaseRequest {
-            traveler: Some(common::Traveler {
-                full_name: "Walk In".into(),
-                phone: "+447700900123".into(),
-                ..Default::default()
-            }),
-            segment: Some(detour_testkit::flight_segment()),
-            channel: sms as i32,
-            description: "Where is my bag?".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let opened = client.open_case(walk_in("+447700900123")).await.unwrap().into_inner();
     assert_eq!(opened.acknowledgement_channel, sms as i32);
     let ack = wait_for("the acknowledgement", async || {
         sent.0.lock().unwrap().iter().find(|(_, j)| j["to"] == "+447700900123").cloned()
@@ -205,7 +191,7 @@ async fn disruption_notices_and_acknowledgements_reach_travelers_through_the_pro
 
     // The fan-out's notices and the acknowledgement went from their writers to the dispatcher
     // in memory; the refused SMS's second channel was read back by the claim.
-    let metrics = scrape(metrics_addr).await;
+    let metrics = detour_testkit::scrape_metrics(metrics_addr).await;
     let value = |name: &str, labels: &str| -> u64 {
         metrics
             .lines()
@@ -228,13 +214,19 @@ async fn disruption_notices_and_acknowledgements_reach_travelers_through_the_pro
     server.stop().await;
 }
 
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
+/// A traveler the registry does not know, writing by SMS about a flight.
+fn walk_in(phone: &str) -> pb::OpenCaseRequest {
+    pb::OpenCaseRequest {
+        traveler: Some(common::Traveler {
+            full_name: "Walk In".into(),
+            phone: phone.into(),
+            ..Default::default()
+        }),
+        segment: Some(detour_testkit::flight_segment()),
+        channel: common::Channel::Sms as i32,
+        description: "Where is my bag?".into(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,27 +242,13 @@ async fn with_the_handoff_off_every_notification_goes_through_the_claim() {
     let server = Server::spawn(&settings, &[detour_intake::MODULE], bus, Some(metrics)).await;
     server.wait_serving("detour.intake.v1.IntakeService").await;
     let mut client = IntakeServiceClient::new(server.channel().await);
-    let opened = client
-        .open_case(pb::OpenCaseRequest {
-            traveler: Some(common::Traveler {
-                full_name: "Walk In".into(),
-                phone: "+447700900124".into(),
-                ..Default::default()
-            }),
-            segment: Some(detour_testkit::flight_segment()),
-            channel: common::Channel::Sms as i32,
-            description: "Where is my bag?".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let opened = client.open_case(walk_in("+447700900124")).await.unwrap().into_inner();
     let ack = wait_for("the acknowledgement", async || {
         sent.0.lock().unwrap().iter().find(|(_, j)| j["to"] == "+447700900124").cloned()
     })
     .await;
     assert_eq!(ack.0, opened.acknowledgement_id.unwrap().value);
-    let metrics = scrape(metrics_addr).await;
+    let metrics = detour_testkit::scrape_metrics(metrics_addr).await;
     assert!(
         metrics.lines().any(|l| l.starts_with("intake_notifications_taken_total{source=\"claim\"} 1")),
         "{metrics}"

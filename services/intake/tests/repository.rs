@@ -613,16 +613,7 @@ async fn a_handed_fanout_notification_stays_leased_and_one_on_an_existing_case_i
     let (_, counts) = f.repo.incident(incident.id).await.unwrap().unwrap();
     assert_eq!(counts.queued, 3);
     assert!(f.repo.claim_notifications(lease - Duration::seconds(1), lease, 100).await.unwrap().is_empty());
-    let expired = lease + Duration::seconds(1);
-    let mut claimed: Vec<CaseId> = f
-        .repo
-        .claim_notifications(expired, expired + Duration::seconds(60), 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| d.notification.case_id)
-        .collect();
-    claimed.sort();
+    let claimed = claimed_cases(&f, lease + Duration::seconds(1)).await;
     let mut expected = vec![new_cases[1].case.id, new_cases[2].case.id];
     expected.sort();
     assert_eq!(claimed, expected);
@@ -911,20 +902,25 @@ async fn leased_acknowledgements_are_left_to_their_writer_until_the_lease_runs_o
     let claimed = f.repo.claim_notifications(now, now + Duration::seconds(60), 100).await.unwrap();
     let ids: Vec<CaseId> = claimed.iter().map(|d| d.notification.case_id).collect();
     assert_eq!(ids, [due_id], "only the one written due");
-    let expired = lease + Duration::seconds(1);
-    let mut ids: Vec<CaseId> = f
-        .repo
-        .claim_notifications(expired, expired + Duration::seconds(60), 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| d.notification.case_id)
-        .collect();
-    ids.sort();
+    let ids = claimed_cases(&f, lease + Duration::seconds(1)).await;
     let mut expected = vec![first.id, second.id, open_before_id, alone_id];
     expected.sort();
     assert_eq!(
         ids, expected,
         "the writer died: every leased acknowledgement is claimed once its lease ran out"
     );
+}
+
+/// The cases of the notifications a dispatcher claims at `at`, sorted.
+async fn claimed_cases(f: &Fixture, at: detour_domain::Instant) -> Vec<CaseId> {
+    let mut cases: Vec<CaseId> = f
+        .repo
+        .claim_notifications(at, at + Duration::seconds(60), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.notification.case_id)
+        .collect();
+    cases.sort();
+    cases
 }
