@@ -13,7 +13,13 @@ pub type Channel = InterceptedService<tonic::transport::Channel, Bearer>;
 /// development issuer is refused): one key for the whole test process.
 pub fn test_issuer() -> DevIssuer {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    // The key is created while the lock is held: tests starting at once in one process would
+    // otherwise each create one, and a host could read the file while another test writes it.
+    let dir = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        DevIssuer::load_or_create(dir.path()).unwrap();
+        dir
+    });
     DevIssuer::load_or_create(dir.path()).unwrap()
 }
 
