@@ -11,7 +11,6 @@ use detour_testkit::Role;
 use detour_testkit::{Server, eventually, test_settings, violated_fields};
 use support::lifecycle::{self, Clients, cancelled_flight};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -144,10 +143,8 @@ async fn grpc_web_reaches_the_services_over_http1() {
 async fn metrics_count_calls_by_method_and_code() {
     let dir = tempfile::tempdir().unwrap();
     let settings = embedded(&dir);
-    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_addr = metrics.local_addr().unwrap();
     let bus = detour_events::connect_bus("inproc://").unwrap();
-    let server = Server::spawn(&settings, detour_cli::MODULES, bus, Some(metrics)).await;
+    let (server, metrics_addr) = Server::start_with_metrics(&settings, detour_cli::MODULES, bus).await;
     let mut clients = Clients::single(server.channel().await);
     clients.intake.open_case(cancelled_flight("metrics-1", "Ann Lee")).await.unwrap();
     let not_found = clients

@@ -133,13 +133,8 @@ async fn personal_data_stays_out_of_logs_traces_metrics_and_disk_and_is_erased_o
 
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings { data_dir: dir.path().to_owned(), log: "trace".into(), ..test_settings() };
-    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_addr = metrics.local_addr().unwrap();
     let bus = detour_events::connect_bus("inproc://").unwrap();
-    let server = Server::spawn(&settings, detour_cli::MODULES, bus, Some(metrics)).await;
-    for module in detour_cli::MODULES {
-        server.wait_serving(module.grpc_service).await;
-    }
+    let (server, metrics_addr) = Server::start_with_metrics(&settings, detour_cli::MODULES, bus).await;
     let mut clients = Clients::single(server.channel().await);
     let case_id = lifecycle::run(&mut clients, "privacy-1").await;
 

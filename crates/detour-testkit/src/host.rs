@@ -85,6 +85,22 @@ impl Server {
         server
     }
 
+    /// [`Server::start`] with `/metrics` served too, on a loopback port of its own: the server
+    /// and that port's address, for [`scrape_metrics`].
+    pub async fn start_with_metrics(
+        settings: &Settings,
+        modules: &[ServiceModule],
+        bus: Arc<dyn EventBus>,
+    ) -> (Server, std::net::SocketAddr) {
+        let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = metrics.local_addr().unwrap();
+        let server = Self::spawn(settings, modules, bus, Some(metrics)).await;
+        for module in modules {
+            server.wait_serving(module.grpc_service).await;
+        }
+        (server, addr)
+    }
+
     /// Serves `modules` with `bus` (and metrics on `metrics`, if given) without waiting for
     /// health, for tests of what the host says before it serves.
     pub async fn spawn(

@@ -89,10 +89,7 @@ async fn disruption_notices_and_acknowledgements_reach_travelers_through_the_pro
     let mut settings = sqlite_settings(dir.path());
     settings.notify.http_url = Some(url);
     let bus = detour_events::connect_bus("inproc://").unwrap();
-    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_addr = metrics.local_addr().unwrap();
-    let server = Server::spawn(&settings, &[detour_intake::MODULE], bus, Some(metrics)).await;
-    server.wait_serving("detour.intake.v1.IntakeService").await;
+    let (server, metrics_addr) = Server::start_with_metrics(&settings, &[detour_intake::MODULE], bus).await;
     let mut client = IntakeServiceClient::new(server.channel().await);
 
     let sms = common::Channel::Sms;
@@ -237,10 +234,7 @@ async fn with_the_handoff_off_every_notification_goes_through_the_claim() {
     settings.notify.http_url = Some(url);
     settings.intake_notify_handoff = 0;
     let bus = detour_events::connect_bus("inproc://").unwrap();
-    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_addr = metrics.local_addr().unwrap();
-    let server = Server::spawn(&settings, &[detour_intake::MODULE], bus, Some(metrics)).await;
-    server.wait_serving("detour.intake.v1.IntakeService").await;
+    let (server, metrics_addr) = Server::start_with_metrics(&settings, &[detour_intake::MODULE], bus).await;
     let mut client = IntakeServiceClient::new(server.channel().await);
     let opened = client.open_case(walk_in("+447700900124")).await.unwrap().into_inner();
     let ack = wait_for("the acknowledgement", async || {
