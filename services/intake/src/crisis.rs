@@ -313,11 +313,15 @@ impl DueNotification {
     }
 }
 
-/// What one send did to a notification.
+/// What one delivery did to a notification: its attempts, oldest first (a channel given up on
+/// is followed at once by the next one), and what comes next on the channel it ended on.
 #[derive(Debug, Clone)]
 pub struct SendResult {
     pub id: NotificationId,
-    pub attempt: DeliveryAttempt,
+    pub attempts: Vec<DeliveryAttempt>,
+    /// Channels given up on in this delivery: `next` applies to the channel that many places
+    /// after the one the notification was on.
+    pub moved: u32,
     pub next: NextStep,
 }
 
@@ -328,8 +332,6 @@ pub enum NextStep {
     Retry {
         at: Instant,
     },
-    /// Move to the next channel, at once.
-    NextChannel,
     /// Every channel failed.
     Undeliverable,
 }

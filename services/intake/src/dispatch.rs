@@ -1,7 +1,8 @@
 //! The notification dispatcher: claims due notifications, renders each in the traveler's
 //! language for its current channel, sends it, and records what happened. A transient failure
 //! is retried on the same channel with growing pauses; a permanent one (or a channel this
-//! deployment cannot send on) moves to the traveler's next channel; when none is left the
+//! deployment cannot send on, or a channel out of retries) moves on at once, in the same
+//! delivery, to the traveler's next channel; when none is left the
 //! notification is undeliverable and an agent must call. Several replicas dispatch at once:
 //! each claims its notifications with a lease, and a crashed replica's claims run out.
 
@@ -115,13 +116,18 @@ impl DispatchMetrics {
     }
 
     fn sent(&self, result: &SendResult) {
+        let Some((last, given_up)) = result.attempts.split_last() else { return };
+        for attempt in given_up {
+            self.sends
+                .get_or_create(&SendLabels { channel: attempt.channel.as_str(), outcome: "next_channel" })
+                .inc();
+        }
         let outcome = match result.next {
             NextStep::Delivered => "delivered",
             NextStep::Retry { .. } => "retry",
-            NextStep::NextChannel => "next_channel",
             NextStep::Undeliverable => "undeliverable",
         };
-        self.sends.get_or_create(&SendLabels { channel: result.attempt.channel.as_str(), outcome }).inc();
+        self.sends.get_or_create(&SendLabels { channel: last.channel.as_str(), outcome }).inc();
     }
 }
 
@@ -223,7 +229,7 @@ pub struct Dispatcher {
 }
 
 /// When the claim last ran, and whether it came back full. While handed notifications keep the
-/// dispatcher busy the claim still runs every `poll`, for retries, next channels and what was
+/// dispatcher busy the claim still runs every `poll`, for retries and what was
 /// written past the handoff's room; and at once after a full claim, so that a backlog in the
 /// table (a dead replica's leases run out, an overflow) drains at the dispatcher's pace rather
 /// than a batch per poll.
@@ -336,32 +342,43 @@ impl Dispatcher {
             .await)
     }
 
+    /// Sends on the notification's channel; a channel that fails for good (or has used up its
+    /// retries) gives way to the next one at once, in the same delivery, rather than after
+    /// recording the failure and claiming the notification again: the traveler hears now, and
+    /// the database is spared a claim.
     async fn deliver(&self, due: DueNotification) -> SendResult {
         let n = &due.notification;
-        let channel = n.channel().unwrap_or(Channel::Email);
-        let at = time::now();
-        let outcome = self.send(&due, channel).await;
-        let (accepted, detail, next) = match outcome {
-            Ok(id) => (true, id, NextStep::Delivered),
-            Err(Failure::Transient(why))
-                if n.attempts_on_channel + 1 < self.settings.attempts_per_channel =>
-            {
-                let pause = self.settings.first_retry
-                    * 2u32.saturating_pow(u32::try_from(n.attempts_on_channel).unwrap_or(0));
-                let retry = at + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(60));
-                (false, why, NextStep::Retry { at: retry })
-            }
-            Err(Failure::Transient(why) | Failure::Permanent(why)) => {
-                let next = if n.channel_index + 1 < n.channels.len() {
-                    NextStep::NextChannel
-                } else {
-                    NextStep::Undeliverable
-                };
-                (false, why, next)
+        let mut attempts = Vec::new();
+        let mut moved: u32 = 0;
+        let mut index = n.channel_index;
+        let mut on_channel = n.attempts_on_channel;
+        let next = loop {
+            let channel = n.channels.get(index).copied().unwrap_or(Channel::Email);
+            let at = time::now();
+            let outcome = self.send(&due, channel).await;
+            let (accepted, detail) = match &outcome {
+                Ok(id) => (true, id.clone()),
+                Err(Failure::Transient(why) | Failure::Permanent(why)) => (false, why.clone()),
+            };
+            attempts.push(DeliveryAttempt { at, channel, accepted, detail });
+            match outcome {
+                Ok(_) => break NextStep::Delivered,
+                Err(Failure::Transient(_)) if on_channel + 1 < self.settings.attempts_per_channel => {
+                    let pause = self.settings.first_retry
+                        * 2u32.saturating_pow(u32::try_from(on_channel).unwrap_or(0));
+                    let retry =
+                        at + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(60));
+                    break NextStep::Retry { at: retry };
+                }
+                Err(_) if index + 1 < n.channels.len() => {
+                    index += 1;
+                    on_channel = 0;
+                    moved += 1;
+                }
+                Err(_) => break NextStep::Undeliverable,
             }
         };
-        let result =
-            SendResult { id: n.id, attempt: DeliveryAttempt { at, channel, accepted, detail }, next };
+        let result = SendResult { id: n.id, attempts, moved, next };
         self.metrics.sent(&result);
         result
     }

@@ -132,6 +132,7 @@ pub struct Case {
     pub interactions: Vec<Interaction>,
 }
 
+/// The case in a `Replayed` or `Merged` outcome comes without its timeline and interactions.
 #[derive(Debug)]
 pub enum OpenOutcome {
     Created(Case),

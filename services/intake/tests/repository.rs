@@ -372,8 +372,14 @@ async fn a_second_contact_about_an_open_segment_is_merged_and_replays_as_merged(
     let merged_ack = match f.repo.open_case(second.clone(), env.clone(), &agent()).await.unwrap() {
         OpenOutcome::Merged(c, ack) => {
             assert_eq!(c.id, id);
-            assert_eq!(c.interactions.len(), 1);
-            assert_eq!(c.interactions[0].channel, Channel::Email);
+            assert!(
+                c.interactions.is_empty() && c.timeline.is_empty(),
+                "answered without the history: {c:?}"
+            );
+            let stored = f.repo.get_case(id).await.unwrap().unwrap();
+            assert_eq!(stored.interactions.len(), 1);
+            assert_eq!(stored.interactions[0].channel, Channel::Email);
+            assert_eq!((&c.number, c.first_response_due), (&stored.number, stored.first_response_due));
             ack.unwrap()
         }
         other => panic!("expected a merge: {other:?}"),
@@ -382,7 +388,8 @@ async fn a_second_contact_about_an_open_segment_is_merged_and_replays_as_merged(
         OpenOutcome::Replayed(c, ack) => {
             assert_eq!(c.id, id);
             assert_eq!(ack, Some(merged_ack));
-            assert_eq!(c.interactions.len(), 1, "a retry adds nothing");
+            let stored = f.repo.get_case(id).await.unwrap().unwrap();
+            assert_eq!(stored.interactions.len(), 1, "a retry adds nothing");
         }
         other => panic!("expected a replay: {other:?}"),
     }
@@ -543,12 +550,13 @@ async fn fanout_writes_each_traveler_once_even_when_a_batch_is_written_twice(f: 
         .enumerate()
         .map(|(i, d)| SendResult {
             id: d.notification.id,
-            attempt: DeliveryAttempt {
+            attempts: vec![DeliveryAttempt {
                 at: later,
                 channel: Channel::Sms,
                 accepted: i > 1,
                 detail: String::new(),
-            },
+            }],
+            moved: 0,
             next: match i {
                 0 => NextStep::Undeliverable,
                 1 => NextStep::Retry { at: later + Duration::seconds(30) },
@@ -642,7 +650,8 @@ async fn notifications_are_claimed_once_retried_then_moved_to_the_next_channel(f
         .record_sends(
             &[SendResult {
                 id: note,
-                attempt: attempt(Channel::Sms, false),
+                attempts: vec![attempt(Channel::Sms, false)],
+                moved: 0,
                 next: NextStep::Retry { at: retry_at },
             }],
             now,
@@ -652,18 +661,36 @@ async fn notifications_are_claimed_once_retried_then_moved_to_the_next_channel(f
     assert!(f.repo.claim_notifications(now, lease, 10).await.unwrap().is_empty(), "not due before the retry");
     let due = f.repo.claim_notifications(retry_at, lease, 10).await.unwrap();
     assert_eq!(due[0].notification.attempts_on_channel, 1);
+    // SMS fails for the last time and e-mail, tried at once, for the first: the e-mail is
+    // retried later.
+    let email_retry_at = retry_at + Duration::seconds(5);
     f.repo
         .record_sends(
-            &[SendResult { id: note, attempt: attempt(Channel::Sms, false), next: NextStep::NextChannel }],
+            &[SendResult {
+                id: note,
+                attempts: vec![attempt(Channel::Sms, false), attempt(Channel::Email, false)],
+                moved: 1,
+                next: NextStep::Retry { at: email_retry_at },
+            }],
             now,
         )
         .await
         .unwrap();
-    let due = f.repo.claim_notifications(retry_at, lease, 10).await.unwrap();
+    assert!(
+        f.repo.claim_notifications(retry_at, lease, 10).await.unwrap().is_empty(),
+        "not due before the retry"
+    );
+    let due = f.repo.claim_notifications(email_retry_at, lease, 10).await.unwrap();
     assert_eq!(due[0].notification.channel(), Some(Channel::Email));
+    assert_eq!(due[0].notification.attempts_on_channel, 1);
     f.repo
         .record_sends(
-            &[SendResult { id: note, attempt: attempt(Channel::Email, true), next: NextStep::Delivered }],
+            &[SendResult {
+                id: note,
+                attempts: vec![attempt(Channel::Email, true)],
+                moved: 0,
+                next: NextStep::Delivered,
+            }],
             now,
         )
         .await
@@ -673,8 +700,9 @@ async fn notifications_are_claimed_once_retried_then_moved_to_the_next_channel(f
     assert_eq!(notes[0].status, NotificationStatus::Delivered);
     assert_eq!(
         notes[0].attempts.iter().map(|a| (a.channel, a.accepted)).collect::<Vec<_>>(),
-        [(Channel::Sms, false), (Channel::Sms, false), (Channel::Email, true)]
+        [(Channel::Sms, false), (Channel::Sms, false), (Channel::Email, false), (Channel::Email, true)]
     );
+    assert_eq!(notes[0].channel_index, 1);
     let acked = f.repo.acknowledge_notification(note, now, &agent()).await.unwrap();
     assert_eq!(acked.status, NotificationStatus::Acknowledged);
     let err = f.repo.acknowledge_notification(NotificationId::new(), now, &agent()).await.unwrap_err();
@@ -683,7 +711,8 @@ async fn notifications_are_claimed_once_retried_then_moved_to_the_next_channel(f
 
 async fn a_round_of_sends_is_recorded_together_and_an_unrecorded_claim_runs_out(f: Fixture) {
     // Six notifications claimed in one round: two retried at different times, two moved to the
-    // next channel, one delivered, one undeliverable; the dispatcher records them in one call.
+    // next channel (one delivered there, one to retry there at once), one delivered, one
+    // undeliverable; the dispatcher records them in one call.
     let mut notes = Vec::new();
     let mut cases = Vec::new();
     let mut queued_at = None;
@@ -698,7 +727,14 @@ async fn a_round_of_sends_is_recorded_together_and_an_unrecorded_claim_runs_out(
     let lease = now + Duration::seconds(60);
     assert_eq!(f.repo.claim_notifications(now, lease, 10).await.unwrap().len(), 6);
     let attempt = DeliveryAttempt { at: now, channel: Channel::Sms, accepted: false, detail: "busy".into() };
-    let send = |i: usize, next| SendResult { id: notes[i], attempt: attempt.clone(), next };
+    let send = |i: usize, next| SendResult { id: notes[i], attempts: vec![attempt.clone()], moved: 0, next };
+    let on_email = |accepted| DeliveryAttempt { channel: Channel::Email, accepted, ..attempt.clone() };
+    let failed_over = |i: usize, accepted, next| SendResult {
+        id: notes[i],
+        attempts: vec![attempt.clone(), on_email(accepted)],
+        moved: 1,
+        next,
+    };
     let soon = now + Duration::seconds(5);
     let later = now + Duration::seconds(20);
     f.repo
@@ -706,8 +742,8 @@ async fn a_round_of_sends_is_recorded_together_and_an_unrecorded_claim_runs_out(
             &[
                 send(0, NextStep::Retry { at: soon }),
                 send(1, NextStep::Retry { at: later }),
-                send(2, NextStep::NextChannel),
-                send(3, NextStep::NextChannel),
+                failed_over(2, true, NextStep::Delivered),
+                failed_over(3, false, NextStep::Retry { at: now }),
                 send(4, NextStep::Delivered),
                 send(5, NextStep::Undeliverable),
             ],
@@ -724,10 +760,11 @@ async fn a_round_of_sends_is_recorded_together_and_an_unrecorded_claim_runs_out(
         ids.sort_by_key(ToString::to_string);
         ids
     };
-    // Moved to e-mail and due at once; the retries only at their own times.
+    // Moved to e-mail and due again there at once; the retries only at their own times.
     let due = f.repo.claim_notifications(now, lease, 10).await.unwrap();
     assert!(due.iter().all(|d| d.notification.channel() == Some(Channel::Email)));
-    assert_eq!(due_ids(due), sorted(vec![notes[2], notes[3]]));
+    assert!(due.iter().all(|d| d.notification.attempts_on_channel == 1));
+    assert_eq!(due_ids(due), vec![notes[3]]);
     let due = f.repo.claim_notifications(soon, lease, 10).await.unwrap();
     assert_eq!(due[0].notification.attempts_on_channel, 1);
     assert_eq!(due_ids(due), vec![notes[0]]);
@@ -740,14 +777,15 @@ async fn a_round_of_sends_is_recorded_together_and_an_unrecorded_claim_runs_out(
         .claim_notifications(lease + Duration::seconds(1), lease + Duration::seconds(61), 10)
         .await
         .unwrap();
-    assert_eq!(due_ids(again), sorted(vec![notes[0], notes[1], notes[2], notes[3]]));
+    assert_eq!(due_ids(again), sorted(vec![notes[0], notes[1], notes[3]]));
     let f = &f;
     let status = |case| async move {
         let (notes, _) = f.repo.list_notifications(NotificationScope::Case(case), None, 10).await.unwrap();
-        notes[0].status
+        (notes[0].status, notes[0].channel_index, notes[0].attempts.len())
     };
-    assert_eq!(status(cases[4]).await, NotificationStatus::Delivered);
-    assert_eq!(status(cases[5]).await, NotificationStatus::Undeliverable);
+    assert_eq!(status(cases[2]).await, (NotificationStatus::Delivered, 1, 2));
+    assert_eq!(status(cases[4]).await, (NotificationStatus::Delivered, 0, 1));
+    assert_eq!(status(cases[5]).await, (NotificationStatus::Undeliverable, 0, 1));
 }
 
 fn request(case: NewCase) -> OpenRequest {
@@ -821,10 +859,16 @@ async fn a_group_commit_answers_each_contact_as_if_it_came_alone(f: Fixture) {
     match &answers[6] {
         Ok(OpenOutcome::Merged(c, _)) => {
             assert_eq!(c.id, open_before_id);
-            assert_eq!(c.interactions.len(), 1);
-            assert_eq!(c.interactions[0].channel, Channel::Sms);
-            let kinds: Vec<&str> = c.timeline.iter().map(|t| t.kind.as_str()).collect();
+            assert!(
+                c.interactions.is_empty() && c.timeline.is_empty(),
+                "answered without the history: {c:?}"
+            );
+            let stored = f.repo.get_case(c.id).await.unwrap().unwrap();
+            assert_eq!(stored.interactions.len(), 1);
+            assert_eq!(stored.interactions[0].channel, Channel::Sms);
+            let kinds: Vec<&str> = stored.timeline.iter().map(|t| t.kind.as_str()).collect();
             assert_eq!(kinds, ["case.opened", "case.contact"]);
+            assert_eq!((&c.number, c.first_response_due), (&stored.number, stored.first_response_due));
         }
         other => panic!("expected a merge into the open case: {other:?}"),
     }
@@ -836,8 +880,9 @@ async fn a_group_commit_answers_each_contact_as_if_it_came_alone(f: Fixture) {
     match &answers[8] {
         Ok(OpenOutcome::Merged(c, _)) => {
             assert_eq!(c.id, fresh[1].id);
-            assert_eq!(c.interactions.len(), 1);
-            assert_eq!(c.interactions[0].channel, Channel::Chat);
+            let stored = f.repo.get_case(c.id).await.unwrap().unwrap();
+            assert_eq!(stored.interactions.len(), 1);
+            assert_eq!(stored.interactions[0].channel, Channel::Chat);
         }
         other => panic!("expected the twin merged: {other:?}"),
     }

@@ -1016,57 +1016,72 @@ macro_rules! crisis_sql_repository {
                     return Ok(());
                 }
                 let mut tx = self.pool.begin_with($begin).await?;
-                for chunk in results.chunks(crisis::ROWS_PER_INSERT) {
+                let attempts: Vec<(&SendResult, &DeliveryAttempt)> =
+                    results.iter().flat_map(|r| r.attempts.iter().map(move |a| (r, a))).collect();
+                for chunk in attempts.chunks(crisis::ROWS_PER_INSERT) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO notification_attempts (notification_id, at, channel, accepted, detail) ",
                     );
-                    q.push_values(chunk, |mut b, r| {
+                    q.push_values(chunk, |mut b, (r, a)| {
                         b.push_bind(r.id.to_string())
-                            .push_bind(time::to_micros(r.attempt.at))
-                            .push_bind(r.attempt.channel.as_str())
-                            .push_bind(r.attempt.accepted)
-                            .push_bind(r.attempt.detail.clone());
+                            .push_bind(time::to_micros(a.at))
+                            .push_bind(a.channel.as_str())
+                            .push_bind(a.accepted)
+                            .push_bind(a.detail.clone());
                     });
                     q.build().execute(&mut *tx).await?;
                 }
                 let mut tally = Tally::default();
-                let delivered: Vec<String> =
-                    results.iter().filter(|r| r.next == NextStep::Delivered).map(|r| r.id.to_string()).collect();
-                for chunk in delivered.chunks(crisis::ROWS_PER_INSERT) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET status = ");
-                    q.push_bind(NotificationStatus::Delivered.as_str())
-                        .push(", delivered_at = ")
-                        .push_bind(time::to_micros(at))
-                        .push(", next_attempt_at = NULL, lease_until = NULL WHERE status = ")
-                        .push_bind(NotificationStatus::Pending.as_str())
-                        .push(" AND notification_id IN ");
-                    crisis::push_in(&mut q, chunk.iter().cloned());
-                    q.push(" RETURNING incident_id");
-                    for row in q.build().fetch_all(&mut *tx).await? {
-                        if let Some(incident) = row.try_get::<Option<String>, _>("incident_id")? {
-                            tally.moved(incident.clone(), NotificationStatus::Pending, NotificationStatus::Delivered);
-                            tally.incident(incident).last_delivered_at = Some(time::to_micros(at));
+                // Grouped by the channels they moved (almost always none, or one after a
+                // first channel that failed), one statement each.
+                let mut delivered: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+                for r in results.iter().filter(|r| r.next == NextStep::Delivered) {
+                    delivered.entry(r.moved).or_default().push(r.id.to_string());
+                }
+                for (moved, ids) in delivered {
+                    for chunk in ids.chunks(crisis::ROWS_PER_INSERT) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET status = ");
+                        q.push_bind(NotificationStatus::Delivered.as_str())
+                            .push(", delivered_at = ")
+                            .push_bind(time::to_micros(at))
+                            .push(", channel_index = channel_index + ")
+                            .push_bind(i64::from(moved))
+                            .push(", next_attempt_at = NULL, lease_until = NULL WHERE status = ")
+                            .push_bind(NotificationStatus::Pending.as_str())
+                            .push(" AND notification_id IN ");
+                        crisis::push_in(&mut q, chunk.iter().cloned());
+                        q.push(" RETURNING incident_id");
+                        for row in q.build().fetch_all(&mut *tx).await? {
+                            if let Some(incident) = row.try_get::<Option<String>, _>("incident_id")? {
+                                tally.moved(incident.clone(), NotificationStatus::Pending, NotificationStatus::Delivered);
+                                tally.incident(incident).last_delivered_at = Some(time::to_micros(at));
+                            }
                         }
                     }
                 }
                 // The rest, one statement per change and next attempt rather than per
-                // notification: in a storm thousands a round move to their next channel.
-                let mut changes: BTreeMap<(&'static str, Option<i64>), Vec<String>> = BTreeMap::new();
+                // notification.
+                let mut changes: BTreeMap<(&'static str, Option<i64>, u32), Vec<String>> = BTreeMap::new();
                 for r in results {
-                    let change = match r.next {
+                    let set = match r.next {
                         NextStep::Delivered => continue,
-                        NextStep::Retry { at } => ("attempts_on_channel = attempts_on_channel + 1", Some(time::to_micros(at))),
-                        NextStep::NextChannel => {
-                            ("channel_index = channel_index + 1, attempts_on_channel = 0", Some(time::to_micros(at)))
-                        }
-                        NextStep::Undeliverable => ("status = 'undeliverable'", None),
+                        // The first failure on a channel moved to counts as its first attempt.
+                        NextStep::Retry { .. } if r.moved > 0 => "attempts_on_channel = 1",
+                        NextStep::Retry { .. } => "attempts_on_channel = attempts_on_channel + 1",
+                        NextStep::Undeliverable => "status = 'undeliverable'",
                     };
-                    changes.entry(change).or_default().push(r.id.to_string());
+                    let next_at = match r.next {
+                        NextStep::Retry { at } => Some(time::to_micros(at)),
+                        NextStep::Delivered | NextStep::Undeliverable => None,
+                    };
+                    changes.entry((set, next_at, r.moved)).or_default().push(r.id.to_string());
                 }
-                for ((set, next_at), ids) in changes {
+                for ((set, next_at, moved), ids) in changes {
                     for chunk in ids.chunks(crisis::ROWS_PER_INSERT) {
                         let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET ");
                         q.push(set)
+                            .push(", channel_index = channel_index + ")
+                            .push_bind(i64::from(moved))
                             .push(", next_attempt_at = ")
                             .push_bind(next_at)
                             .push(", lease_until = NULL WHERE status = 'pending' AND notification_id IN ");
@@ -1084,7 +1099,7 @@ macro_rules! crisis_sql_repository {
                 }
                 Self::apply_tally(&mut tx, tally).await?;
                 tx.commit().await?;
-                self.wrote("notification_attempts", results.len());
+                self.wrote("notification_attempts", attempts.len());
                 Ok(())
             }
 

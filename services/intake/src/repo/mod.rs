@@ -41,7 +41,10 @@ const NOTIFICATION_PAGE: Keyset = Keyset::ascending("created_at", "notification_
 pub trait IntakeRepository: CrisisRepository + Send + Sync + 'static {
     /// Stores the case with its `CaseOpened` event and its acknowledgement; or adds the contact
     /// to the traveler's open case about the same segment; or answers the original outcome when
-    /// the idempotency key was seen before.
+    /// the idempotency key was seen before. A merged or replayed case is answered without its
+    /// timeline and interactions: the acknowledgement needs the case, and reading a long
+    /// timeline for every contact of a storm would cost more than the write
+    /// ([`Self::get_case`] reads them).
     async fn open_case(
         &self,
         new: NewCase,
@@ -377,7 +380,7 @@ macro_rules! sql_repository {
                 }
                 let id: CaseId = parse(&row.try_get::<String, _>("case_id")?)?;
                 let ack = decode::optional(row.try_get("acknowledgement_id")?)?;
-                Ok(Self::load_case(&mut conn, id, true).await?.map(|c| (c, ack)))
+                Ok(Self::load_case(&mut conn, id, false).await?.map(|c| (c, ack)))
             }
             async fn audit_replay(&self, case: &Case, audit: &Audit) -> Result<(), IntakeError> {
                 let record = audit.record(Some(case.id), vec![Target::new("traveler", case.traveler.id)], Outcome::Replayed);
@@ -430,7 +433,7 @@ macro_rules! sql_repository {
                     }
                     let record = audit.record(Some(id), vec![Target::new("traveler", new.traveler.id)], Outcome::Ok);
                     tx.append_audit(&record).await?;
-                    let case = Self::load_case(&mut tx, id, true).await?.ok_or(IntakeError::CaseNotFound(id))?;
+                    let case = Self::load_case(&mut tx, id, false).await?.ok_or(IntakeError::CaseNotFound(id))?;
                     tx.commit().await?;
                     self.wrote("case_interactions", 1);
                     self.wrote("case_timeline", 1);
@@ -567,7 +570,7 @@ macro_rules! sql_repository {
                     .await?;
                 tx.append_audit_many(&records).await?;
                 let joined: Vec<CaseId> = merges.iter().map(|(_, c)| *c).collect();
-                let mut loaded = Self::load_cases(&mut tx, &joined).await?;
+                let mut loaded = Self::load_case_rows(&mut tx, &joined).await?;
                 tx.commit().await?;
                 self.committed();
                 self.wrote("cases", creates.len());
@@ -583,21 +586,33 @@ macro_rules! sql_repository {
                 Ok(answers)
             }
 
+            /// Loads the rows of `ids`, without timelines and interactions: what an
+            /// acknowledgement needs, one query.
+            async fn load_case_rows(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                ids: &[CaseId],
+            ) -> Result<HashMap<CaseId, Case>, IntakeError> {
+                let mut cases = HashMap::with_capacity(ids.len());
+                for chunk in ids.chunks(crisis::ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT * FROM cases WHERE case_id IN ");
+                    crisis::push_in(&mut q, chunk.iter().map(|c| c.to_string()));
+                    for row in q.build().fetch_all(&mut *conn).await? {
+                        let case = Self::case_from_row(&row)?;
+                        cases.insert(case.id, case);
+                    }
+                }
+                Ok(cases)
+            }
+
             /// Loads `ids` with their timelines and interactions, three queries for them all.
             async fn load_cases(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 ids: &[CaseId],
             ) -> Result<HashMap<CaseId, Case>, IntakeError> {
                 use sqlx::Row;
-                let mut cases = HashMap::with_capacity(ids.len());
+                let mut cases = Self::load_case_rows(&mut *conn, ids).await?;
                 for chunk in ids.chunks(crisis::ROWS_PER_INSERT) {
                     let ids = || chunk.iter().map(|c| c.to_string());
-                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT * FROM cases WHERE case_id IN ");
-                    crisis::push_in(&mut q, ids());
-                    for row in q.build().fetch_all(&mut *conn).await? {
-                        let case = Self::case_from_row(&row)?;
-                        cases.insert(case.id, case);
-                    }
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT case_id, at, kind, actor, summary FROM case_timeline WHERE case_id IN ",
                     );
