@@ -68,6 +68,11 @@ pub fn seal(dek: &DataKey, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, Vaul
 /// lowercase hex. Equal inputs give equal indexes, so normalise the value first; without the
 /// data key the index cannot be computed from a guessed value.
 pub fn blind_index(dek: &DataKey, context: &[u8], value: &[u8]) -> String {
+    blind_bytes(dek, context, value).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// [`blind_index`] as bytes, for identifiers derived from personal data.
+pub fn blind_bytes(dek: &DataKey, context: &[u8], value: &[u8]) -> [u8; 32] {
     // Derive a key per context so an index is never an HMAC under the encryption key itself.
     let mut derive = hmac_sha256(dek.bytes());
     derive.update(b"detour.vault.blind-index.v1|");
@@ -75,7 +80,7 @@ pub fn blind_index(dek: &DataKey, context: &[u8], value: &[u8]) -> String {
     let derived = Zeroizing::new(<[u8; KEY_LEN]>::from(derive.finalize().into_bytes()));
     let mut mac = hmac_sha256(&derived);
     mac.update(value);
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    mac.finalize().into_bytes().into()
 }
 
 /// HMAC-SHA-256 keyed by 32 bytes. HMAC zero-pads a key shorter than the 64-byte block, so the

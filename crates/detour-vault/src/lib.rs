@@ -35,7 +35,7 @@ mod keyring;
 mod secret;
 mod settings;
 
-pub use cipher::{DataKey, SEAL_OVERHEAD, blind_index, open, seal};
+pub use cipher::{DataKey, SEAL_OVERHEAD, blind_bytes, blind_index, open, seal};
 pub use dev::{DEV_KEK_FILE, DEV_KEK_ID};
 pub use error::VaultError;
 pub use keyring::{Kek, KeyRing, MAX_KEK_ID_LEN, WrappedKey};

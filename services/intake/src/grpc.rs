@@ -324,8 +324,15 @@ impl IntakeApi {
             (Some(mut t), _) => {
                 // A traveler sent in full but without an id is still the registry's traveler
                 // when their phone or e-mail says so: their contacts then merge like any other.
+                // One the registry does not know gets the id their name and handle always give.
                 let registered = if sent_id.is_empty() {
-                    self.known_by_contact(&t.personal).await?
+                    let known = self.known_by_contact(&t.personal).await?;
+                    if known.is_none()
+                        && let Some(id) = self.keys.walk_in_id(&t.personal).await?
+                    {
+                        t.id = id;
+                    }
+                    known
                 } else {
                     self.repo.registered_traveler(t.id).await?
                 };

@@ -185,6 +185,28 @@ impl PersonalDataKeys {
         Ok(detour_vault::blind_index(&key, context, value.as_bytes()))
     }
 
+    /// The id of a traveler the registry does not know, from their name and phone (else
+    /// e-mail): the same person writing again about the same trip gets the same id, so the
+    /// contact joins the case their first one opened; two people sharing a phone do not. Keyed
+    /// like the blind indexes (version 1 of the tenant's key), so without the key the id tells
+    /// nothing of the data. `None` without a phone or e-mail.
+    pub async fn walk_in_id(&self, personal: &PersonalData) -> Result<Option<TravelerId>, IntakeError> {
+        let handle = match (personal.phone(), personal.email()) {
+            (Some(phone), _) => format!("phone:{phone}"),
+            (None, Some(email)) => format!("email:{}", email.to_lowercase()),
+            (None, None) => return Ok(None),
+        };
+        // Spacing and case are how a name was typed, not who it names.
+        let name = personal.full_name().split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        self.current().await?;
+        let key = self.key(&self.tenant, 1).await?;
+        // A handle has no line break, so the two parts cannot run into each other.
+        let digest = detour_vault::blind_bytes(&key, b"walk-in", format!("{handle}\n{name}").as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Ok(Some(TravelerId::derived(bytes)))
+    }
+
     pub async fn seal(&self, case: CaseId, personal: &PersonalData) -> Result<SealedPersonal, IntakeError> {
         self.seal_for(Owner::Case(case), personal).await
     }

@@ -447,6 +447,81 @@ async fn contacts_are_identified_by_handle_and_merged_into_the_open_case_on_any_
     s.stop().await;
 }
 
+/// Travelers the registry does not know, sent in full without an id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_in_traveler_writing_again_joins_their_open_case_and_no_one_elses() {
+    let mut s = start().await;
+    import_storm(&mut s.client).await;
+    let walk_in = |name: &str, phone: &str| common::Traveler {
+        full_name: name.into(),
+        phone: phone.into(),
+        ..Default::default()
+    };
+    let first = s
+        .client
+        .open_case(contact(
+            walk_in("Lee Walker", "+44 7700 900123"),
+            common::Channel::Sms,
+            "Flight cancelled",
+            "w-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.merged && !first.replayed);
+    // The same person calls: the name typed otherwise, the number written otherwise.
+    let again = s
+        .client
+        .open_case(contact(
+            walk_in(" lee  WALKER", "+447700900123"),
+            common::Channel::Phone,
+            "Any news?",
+            "w-2",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.merged, "{again:?}");
+    assert_eq!(again.case_id, first.case_id);
+    // Someone else on the same phone is someone else.
+    let other = s
+        .client
+        .open_case(contact(walk_in("Kim Walker", "+44 7700 900123"), common::Channel::Sms, "Mine too", "w-3"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!other.merged);
+    assert_ne!(other.case_id, first.case_id);
+    let case_of = |id: Option<common::CaseId>| {
+        let mut client = s.client.clone();
+        async move {
+            client.get_case(pb::GetCaseRequest { case_id: id }).await.unwrap().into_inner().case.unwrap()
+        }
+    };
+    let case = case_of(first.case_id.clone()).await;
+    assert_eq!(case.interactions.len(), 1);
+    assert_eq!(case.interactions[0].channel, common::Channel::Phone as i32);
+    let lee = case.traveler.unwrap().id.unwrap().value;
+    let kim = case_of(other.case_id.clone()).await.traveler.unwrap().id.unwrap().value;
+    assert_ne!(lee, kim);
+
+    // Two first contacts of another walk-in at the same moment: one case, the other joins it.
+    let both = futures::future::join_all((0..2).map(|n| {
+        let mut client = s.client.clone();
+        let request = contact(
+            walk_in("Ana Duarte", "+351 912 345 678"),
+            common::Channel::Chat,
+            "Stuck",
+            &format!("w-ana-{n}"),
+        );
+        async move { client.open_case(request).await.unwrap().into_inner() }
+    }))
+    .await;
+    assert_eq!(both[0].case_id, both[1].case_id, "{both:?}");
+    assert_eq!(both.iter().filter(|a| a.merged).count(), 1, "{both:?}");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     let mut s = start().await;
