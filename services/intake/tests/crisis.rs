@@ -452,44 +452,21 @@ async fn contacts_are_identified_by_handle_and_merged_into_the_open_case_on_any_
 async fn a_walk_in_traveler_writing_again_joins_their_open_case_and_no_one_elses() {
     let mut s = start().await;
     import_storm(&mut s.client).await;
-    let walk_in = |name: &str, phone: &str| common::Traveler {
-        full_name: name.into(),
-        phone: phone.into(),
-        ..Default::default()
+    // A walk-in's contact about the CA981 flight, answered.
+    let open = |name: &str, phone: &str, channel: common::Channel, key: &str| {
+        let traveler = common::Traveler { full_name: name.into(), phone: phone.into(), ..Default::default() };
+        let request = contact(traveler, channel, "My flight is cancelled", key);
+        let mut client = s.client.clone();
+        async move { client.open_case(request).await.unwrap().into_inner() }
     };
-    let first = s
-        .client
-        .open_case(contact(
-            walk_in("Lee Walker", "+44 7700 900123"),
-            common::Channel::Sms,
-            "Flight cancelled",
-            "w-1",
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = open("Lee Walker", "+44 7700 900123", common::Channel::Sms, "w-1").await;
     assert!(!first.merged && !first.replayed);
     // The same person calls: the name typed otherwise, the number written otherwise.
-    let again = s
-        .client
-        .open_case(contact(
-            walk_in(" lee  WALKER", "+447700900123"),
-            common::Channel::Phone,
-            "Any news?",
-            "w-2",
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let again = open(" lee  WALKER", "+447700900123", common::Channel::Phone, "w-2").await;
     assert!(again.merged, "{again:?}");
     assert_eq!(again.case_id, first.case_id);
     // Someone else on the same phone is someone else.
-    let other = s
-        .client
-        .open_case(contact(walk_in("Kim Walker", "+44 7700 900123"), common::Channel::Sms, "Mine too", "w-3"))
-        .await
-        .unwrap()
-        .into_inner();
+    let other = open("Kim Walker", "+44 7700 900123", common::Channel::Sms, "w-3").await;
     assert!(!other.merged);
     assert_ne!(other.case_id, first.case_id);
     let case_of = |id: Option<common::CaseId>| {
@@ -506,16 +483,9 @@ async fn a_walk_in_traveler_writing_again_joins_their_open_case_and_no_one_elses
     assert_ne!(lee, kim);
 
     // Two first contacts of another walk-in at the same moment: one case, the other joins it.
-    let both = futures::future::join_all((0..2).map(|n| {
-        let mut client = s.client.clone();
-        let request = contact(
-            walk_in("Ana Duarte", "+351 912 345 678"),
-            common::Channel::Chat,
-            "Stuck",
-            &format!("w-ana-{n}"),
-        );
-        async move { client.open_case(request).await.unwrap().into_inner() }
-    }))
+    let both = futures::future::join_all(
+        (0..2).map(|n| open("Ana Duarte", "+351 912 345 678", common::Channel::Chat, &format!("w-ana-{n}"))),
+    )
     .await;
     assert_eq!(both[0].case_id, both[1].case_id, "{both:?}");
     assert_eq!(both.iter().filter(|a| a.merged).count(), 1, "{both:?}");
