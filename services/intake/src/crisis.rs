@@ -332,6 +332,9 @@ pub enum NextStep {
     Retry {
         at: Instant,
     },
+    /// The channel moved to is due at once, not tried yet: the delivery ran out of time to try
+    /// it (see the dispatcher's lease), so the claim takes it.
+    NextChannel,
     /// Every channel failed.
     Undeliverable,
 }

@@ -125,6 +125,7 @@ impl DispatchMetrics {
         let outcome = match result.next {
             NextStep::Delivered => "delivered",
             NextStep::Retry { .. } => "retry",
+            NextStep::NextChannel => "next_channel",
             NextStep::Undeliverable => "undeliverable",
         };
         self.sends.get_or_create(&SendLabels { channel: last.channel.as_str(), outcome }).inc();
@@ -311,6 +312,8 @@ impl Dispatcher {
     /// results, not yet recorded.
     async fn claim_and_send(&self) -> Result<Vec<SendResult>, IntakeError> {
         let batch = usize::try_from(self.settings.batch).unwrap_or(usize::MAX);
+        // Failing over stops once half the lease is gone, so no delivery outlasts its lease.
+        let fail_over_until = std::time::Instant::now() + self.settings.lease / 2;
         let mut due = self.handed.take(batch);
         self.metrics.took("handoff", due.len());
         let claim_now =
@@ -336,7 +339,7 @@ impl Dispatcher {
             }
         }
         Ok(futures::stream::iter(due)
-            .map(|d| self.deliver(d))
+            .map(|d| self.deliver(d, fail_over_until))
             .buffer_unordered(self.settings.concurrency)
             .collect()
             .await)
@@ -345,8 +348,10 @@ impl Dispatcher {
     /// Sends on the notification's channel; a channel that fails for good (or has used up its
     /// retries) gives way to the next one at once, in the same delivery, rather than after
     /// recording the failure and claiming the notification again: the traveler hears now, and
-    /// the database is spared a claim.
-    async fn deliver(&self, due: DueNotification) -> SendResult {
+    /// the database is spared a claim. After `fail_over_until` the next channel is left to the
+    /// claim instead: sends on several channels one after another (a provider timing out on
+    /// each) must not outlast the lease, or another claim would send again.
+    async fn deliver(&self, due: DueNotification, fail_over_until: std::time::Instant) -> SendResult {
         let n = &due.notification;
         let mut attempts = Vec::new();
         let mut moved: u32 = 0;
@@ -356,26 +361,39 @@ impl Dispatcher {
             let channel = n.channels.get(index).copied().unwrap_or(Channel::Email);
             let at = time::now();
             let outcome = self.send(&due, channel).await;
-            let (accepted, detail) = match &outcome {
-                Ok(id) => (true, id.clone()),
-                Err(Failure::Transient(why) | Failure::Permanent(why)) => (false, why.clone()),
+            let (accepted, detail, transient) = match outcome {
+                Ok(id) => (true, id, false),
+                Err(Failure::Transient(why)) => (false, why, true),
+                Err(Failure::Permanent(why)) => (false, why, false),
             };
             attempts.push(DeliveryAttempt { at, channel, accepted, detail });
-            match outcome {
-                Ok(_) => break NextStep::Delivered,
-                Err(Failure::Transient(_)) if on_channel + 1 < self.settings.attempts_per_channel => {
+            if accepted {
+                break NextStep::Delivered;
+            }
+            let failed = Failed {
+                transient,
+                attempts_on_channel: on_channel + 1,
+                attempts_per_channel: self.settings.attempts_per_channel,
+                another_channel: index + 1 < n.channels.len(),
+                time_left: std::time::Instant::now() < fail_over_until,
+            };
+            match failed.then() {
+                AfterFailure::Retry => {
                     let pause = self.settings.first_retry
                         * 2u32.saturating_pow(u32::try_from(on_channel).unwrap_or(0));
                     let retry =
                         at + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(60));
                     break NextStep::Retry { at: retry };
                 }
-                Err(_) if index + 1 < n.channels.len() => {
+                AfterFailure::GiveUp => break NextStep::Undeliverable,
+                step @ (AfterFailure::TryNextNow | AfterFailure::LeaveNextToTheClaim) => {
                     index += 1;
                     on_channel = 0;
                     moved += 1;
+                    if step == AfterFailure::LeaveNextToTheClaim {
+                        break NextStep::NextChannel;
+                    }
                 }
-                Err(_) => break NextStep::Undeliverable,
             }
         };
         let result = SendResult { id: n.id, attempts, moved, next };
@@ -437,6 +455,44 @@ enum Failure {
     Permanent(String),
 }
 
+/// A failed attempt, as far as what comes next is concerned.
+#[derive(Debug, Clone, Copy)]
+struct Failed {
+    transient: bool,
+    /// On the channel tried, this attempt included.
+    attempts_on_channel: i32,
+    attempts_per_channel: i32,
+    another_channel: bool,
+    /// Whether this delivery may still try another channel before its lease is half gone.
+    time_left: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterFailure {
+    /// The same channel, later.
+    Retry,
+    /// The next channel, in this delivery.
+    TryNextNow,
+    /// The next channel, due at once, through the claim.
+    LeaveNextToTheClaim,
+    /// No channel left.
+    GiveUp,
+}
+
+impl Failed {
+    fn then(self) -> AfterFailure {
+        if self.transient && self.attempts_on_channel < self.attempts_per_channel {
+            AfterFailure::Retry
+        } else if !self.another_channel {
+            AfterFailure::GiveUp
+        } else if self.time_left {
+            AfterFailure::TryNextNow
+        } else {
+            AfterFailure::LeaveNextToTheClaim
+        }
+    }
+}
+
 /// What the templates say about an incident.
 fn facts(i: &Incident) -> DisruptionFacts {
     use detour_notify::DisruptionKind as K;
@@ -471,6 +527,36 @@ fn facts(i: &Incident) -> DisruptionFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_is_retried_while_transient_then_the_next_channel_is_tried_while_the_lease_allows() {
+        let failed = Failed {
+            transient: true,
+            attempts_on_channel: 1,
+            attempts_per_channel: 3,
+            another_channel: true,
+            time_left: true,
+        };
+        assert_eq!(failed.then(), AfterFailure::Retry);
+        assert_eq!(Failed { attempts_on_channel: 3, ..failed }.then(), AfterFailure::TryNextNow);
+        assert_eq!(
+            Failed { transient: false, ..failed }.then(),
+            AfterFailure::TryNextNow,
+            "a refusal is not retried"
+        );
+        assert_eq!(
+            Failed { transient: false, time_left: false, ..failed }.then(),
+            AfterFailure::LeaveNextToTheClaim
+        );
+        assert_eq!(
+            Failed { transient: false, another_channel: false, ..failed }.then(),
+            AfterFailure::GiveUp
+        );
+        assert_eq!(
+            Failed { attempts_on_channel: 3, another_channel: false, ..failed }.then(),
+            AfterFailure::GiveUp
+        );
+    }
 
     #[test]
     fn the_claim_runs_with_nothing_handed_after_a_full_claim_or_once_a_poll_has_passed() {

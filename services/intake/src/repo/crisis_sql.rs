@@ -1068,10 +1068,12 @@ macro_rules! crisis_sql_repository {
                         // The first failure on a channel moved to counts as its first attempt.
                         NextStep::Retry { .. } if r.moved > 0 => "attempts_on_channel = 1",
                         NextStep::Retry { .. } => "attempts_on_channel = attempts_on_channel + 1",
+                        NextStep::NextChannel => "attempts_on_channel = 0",
                         NextStep::Undeliverable => "status = 'undeliverable'",
                     };
                     let next_at = match r.next {
-                        NextStep::Retry { at } => Some(time::to_micros(at)),
+                        NextStep::Retry { at: retry } => Some(time::to_micros(retry)),
+                        NextStep::NextChannel => Some(time::to_micros(at)),
                         NextStep::Delivered | NextStep::Undeliverable => None,
                     };
                     changes.entry((set, next_at, r.moved)).or_default().push(r.id.to_string());
