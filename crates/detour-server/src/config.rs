@@ -43,6 +43,7 @@ const KEYS: &[&str] = &[
     "intake_rate_limit_per_second",
     "intake_rate_limit_burst",
     "intake_group_commit_max_batch",
+    "intake_group_commit_in_flight",
     "intake_notify_concurrency",
     "intake_notify_attempts_per_channel",
     "intake_notify_first_retry_secs",
@@ -137,6 +138,9 @@ pub struct Settings {
     /// Most contacts intake writes in one transaction (group commit); 1 writes each alone.
     /// Batches are never waited for: a batch is what queued while the previous ones committed.
     pub intake_group_commit_max_batch: usize,
+    /// OpenCase transactions intake writes at once. Fewer make larger batches (fewer round
+    /// trips and commits a contact) at the price of waiting for the one being written.
+    pub intake_group_commit_in_flight: usize,
     /// Notification sends intake's dispatcher keeps in flight at once: what the SMS, push and
     /// e-mail providers take from one replica.
     pub intake_notify_concurrency: usize,
@@ -183,6 +187,7 @@ impl Default for Settings {
             intake_rate_limit_per_second: 2_000,
             intake_rate_limit_burst: 4_000,
             intake_group_commit_max_batch: 128,
+            intake_group_commit_in_flight: 2,
             intake_notify_concurrency: 64,
             intake_notify_attempts_per_channel: 3,
             intake_notify_first_retry_secs: 10,
@@ -262,6 +267,7 @@ impl Settings {
             });
         }
         for (setting, value, range) in [
+            ("DETOUR_INTAKE_GROUP_COMMIT_IN_FLIGHT", self.intake_group_commit_in_flight as u64, 1..=64),
             ("DETOUR_INTAKE_NOTIFY_CONCURRENCY", self.intake_notify_concurrency as u64, 1..=1_024),
             (
                 "DETOUR_INTAKE_NOTIFY_ATTEMPTS_PER_CHANNEL",
@@ -523,9 +529,10 @@ mod tests {
     }
 
     #[test]
-    fn the_dispatcher_is_tuned_by_settings_and_a_bad_value_is_named() {
+    fn the_dispatcher_and_group_commit_are_tuned_by_settings_and_a_bad_value_is_named() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("DETOUR_AUTH_DEV_ISSUER", "true");
+            jail.set_env("DETOUR_INTAKE_GROUP_COMMIT_IN_FLIGHT", "3");
             jail.set_env("DETOUR_INTAKE_NOTIFY_CONCURRENCY", "8");
             jail.set_env("DETOUR_INTAKE_NOTIFY_ATTEMPTS_PER_CHANNEL", "5");
             jail.set_env("DETOUR_INTAKE_NOTIFY_FIRST_RETRY_SECS", "30");
@@ -540,7 +547,9 @@ mod tests {
                 ),
                 (8, 5, 30, 0)
             );
+            assert_eq!(s.intake_group_commit_in_flight, 3);
             for (setting, value, problem) in [
+                ("DETOUR_INTAKE_GROUP_COMMIT_IN_FLIGHT", "0", "between 1 and 64"),
                 ("DETOUR_INTAKE_NOTIFY_CONCURRENCY", "0", "between 1 and 1024"),
                 ("DETOUR_INTAKE_NOTIFY_ATTEMPTS_PER_CHANNEL", "21", "between 1 and 20"),
                 ("DETOUR_INTAKE_NOTIFY_FIRST_RETRY_SECS", "0", "between 1 and 3600"),

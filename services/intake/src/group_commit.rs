@@ -28,7 +28,7 @@ pub struct GroupCommitSettings {
 
 impl Default for GroupCommitSettings {
     fn default() -> Self {
-        Self { max_batch: 128, in_flight: 4 }
+        Self { max_batch: 128, in_flight: 2 }
     }
 }
 

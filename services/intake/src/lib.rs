@@ -113,7 +113,7 @@ fn build(ctx: BuildContext<'_>) -> BoxFuture<'_, Result<ServicePart, BuildError>
         let mut workers = None;
         let group_settings = group_commit::GroupCommitSettings {
             max_batch: settings.intake_group_commit_max_batch,
-            ..Default::default()
+            in_flight: settings.intake_group_commit_in_flight,
         };
         let group_metrics = group_commit::GroupCommitMetrics::new(Some(&mut *ctx.registry));
         let dispatch_metrics = dispatch::DispatchMetrics::new(Some(&mut *ctx.registry));
