@@ -10,8 +10,8 @@
 # Creates a fresh database, migrates intake's schema into it (`detour migrate intake`), seeds
 # --cases travelers with one open case each (bench/floor/seed.sql), measures the echo and
 # PostgreSQL insert ceilings (`detour storm --ceilings-only`), then runs pgbench with
-# bench/floor/contact.sql (everything a merged contact writes and reads) and
-# bench/floor/minimal.sql (only the rows it cannot do without) for each batch size. Writes
+# bench/floor/contact.sql for each batch size twice: "contact" (everything a merged contact
+# writes and reads) and "minimal" (only the rows it cannot do without). Writes
 # bench/results/<date>-<time>-floor.json and .svg; drops the database unless KEEP=1.
 # Environment: STORM_PG_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres),
 # STORM_DETOUR=path to use a built binary instead of building one.
@@ -74,10 +74,12 @@ say "ceilings: echo and single-row PostgreSQL inserts (${duration} s each)"
   --out "$work/ceilings.json" 2>"$work/ceilings.log" >/dev/null
 
 for script in contact minimal; do
+  full=$([ "$script" = contact ] && echo 1 || echo 0)
   for b in $batches; do
     say "$script: batches of $b contacts, $clients clients, ${duration} s"
     pgbench -n -M prepared -c "$clients" -j 2 -T "$duration" -P 2 -D b="$b" -D ncases="$cases" \
-      -f "bench/floor/$script.sql" "$database_url" >"$work/$script-$b.log" 2>"$work/$script-$b.progress" &
+      -D full="$full" -f bench/floor/contact.sql "$database_url" \
+      >"$work/$script-$b.log" 2>"$work/$script-$b.progress" &
     pid=$!
     # pgbench reports progress on stderr every 2 s; show it as it comes.
     tail -f --pid=$pid "$work/$script-$b.progress" >&2 || true
