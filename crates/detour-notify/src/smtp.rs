@@ -1,12 +1,14 @@
 //! E-mail through an SMTP relay (lettre on tokio, rustls with ring).
 
 use std::error::Error as _;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::message::Mailbox;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use percent_encoding::percent_decode_str;
 
@@ -16,11 +18,19 @@ use crate::{OutgoingMessage, Receipt, SendError, Sender};
 
 const NOTIFICATION_HEADER: &str = "X-Detour-Notification";
 
-/// One connection per message: lettre's pool would reuse connections, but its cleanup task
-/// panics when the transport is built or dropped outside a tokio runtime, and a relay takes a
-/// new connection in milliseconds.
+/// Connections a sender keeps open between messages. More than this may be open while many
+/// messages go at once; those are closed after their message instead of parked.
+const PARKED_CONNECTIONS: u32 = 16;
+
+/// Sends over pooled connections: a storm sends thousands of acknowledgements, and a new
+/// connection costs a TCP handshake, the greeting, EHLO and often STARTTLS and AUTH, where a
+/// parked one costs a NOOP to check it is still alive. A connection that saw any error is
+/// dropped, not parked.
 pub(crate) struct SmtpSender {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    builder: AsyncSmtpTransportBuilder,
+    /// Built on the first send, inside the runtime: lettre's pool starts its cleanup task when
+    /// built, and settings are validated (and senders built) before any runtime exists.
+    transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
     from: Mailbox,
 }
 
@@ -65,7 +75,16 @@ impl SmtpSender {
         let from = from.parse::<Mailbox>().map_err(|_| {
             ConfigError::new("smtp_from", "not a mailbox; expected \"Name <address@domain>\"")
         })?;
-        Ok(Self { transport: builder.timeout(Some(timeout)).build(), from })
+        let pool = PoolConfig::new().max_size(PARKED_CONNECTIONS).idle_timeout(Duration::from_secs(30));
+        Ok(Self {
+            builder: builder.timeout(Some(timeout)).pool_config(pool),
+            transport: OnceLock::new(),
+            from,
+        })
+    }
+
+    fn transport(&self) -> &AsyncSmtpTransport<Tokio1Executor> {
+        self.transport.get_or_init(|| self.builder.clone().build())
     }
 
     fn build(&self, message: &OutgoingMessage, message_id: &str) -> Result<Message, SendError> {
@@ -94,9 +113,22 @@ impl Sender for SmtpSender {
         // can recognise a duplicate when a reply was lost after the relay had accepted the mail.
         let message_id = format!("<{}@{}>", message.notification_id, self.from.email.domain());
         let email = self.build(message, &message_id)?;
-        match self.transport.send(email).await {
+        match self.transport().send(email).await {
             Ok(_) => Ok(Receipt { provider_message_id: message_id }),
             Err(error) => Err(classify(&error, message)),
+        }
+    }
+}
+
+impl Drop for SmtpSender {
+    fn drop(&mut self) {
+        // Dropping lettre's pool spawns its shutdown on the runtime. With no runtime left (a
+        // process exiting after its runtime stopped), spawning would panic; the process is
+        // ending, so the operating system closes the parked connections instead.
+        if tokio::runtime::Handle::try_current().is_err()
+            && let Some(transport) = self.transport.take()
+        {
+            std::mem::forget(transport);
         }
     }
 }

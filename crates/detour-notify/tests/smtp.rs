@@ -101,3 +101,60 @@ async fn an_invalid_address_is_permanent_without_a_connection() {
     let err = notifiers(format!("smtp://{}", closed_port())).send(&outgoing).await.unwrap_err();
     assert_eq!(err, SendError::Permanent { reason: "recipient is not a valid e-mail address".to_owned() });
 }
+
+#[tokio::test]
+async fn messages_one_after_another_share_one_connection() {
+    let server = SmtpServer::start();
+    let notifiers = notifiers(server.url());
+    for i in 0..5 {
+        let outgoing = message(&format!("ntf-pool-{i}"), NotifyChannel::Email, EMAIL, Language::En);
+        notifiers.send(&outgoing).await.unwrap();
+        // lettre parks a connection from a task of its own once the send is done; a message
+        // that starts before that opens a second connection, which is right but not this test.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.received().len(), 5);
+    assert_eq!(server.connections(), 1, "each message after the first reuses the parked connection");
+}
+
+#[tokio::test]
+async fn a_connection_the_relay_dropped_is_replaced_without_losing_the_message() {
+    let server = SmtpServer::one_message_per_connection();
+    let notifiers = notifiers(server.url());
+    for i in 0..3 {
+        let outgoing = message(&format!("ntf-hangup-{i}"), NotifyChannel::Email, EMAIL, Language::En);
+        notifiers.send(&outgoing).await.unwrap();
+    }
+    let ids: Vec<String> = server
+        .received()
+        .iter()
+        .map(|m| MessageParser::default().parse(&m.data).unwrap().message_id().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["ntf-hangup-0@detour.test", "ntf-hangup-1@detour.test", "ntf-hangup-2@detour.test"]);
+    assert_eq!(server.connections(), 3);
+}
+
+#[tokio::test]
+async fn a_refused_message_leaves_the_next_one_a_clean_session() {
+    let refusing = SmtpServer::refusing_recipients(550, "5.1.1 Mailbox unavailable");
+    let notifiers = notifiers(refusing.url());
+    let outgoing = message("ntf-refused", NotifyChannel::Email, EMAIL, Language::En);
+    assert!(matches!(notifiers.send(&outgoing).await, Err(SendError::Permanent { .. })));
+    assert!(matches!(notifiers.send(&outgoing).await, Err(SendError::Permanent { .. })));
+    // The session that saw the refusal is not parked: the second message starts afresh.
+    assert_eq!(refusing.connections(), 2);
+}
+
+/// Settings are validated, and senders built, before the runtime starts, and a process may drop
+/// them after it stopped: neither may panic once the sender has pooled a connection.
+#[test]
+fn a_sender_outlives_the_runtime_it_sent_on() {
+    let server = SmtpServer::start();
+    let notifiers = notifiers(server.url());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let outgoing = message("ntf-outlives", NotifyChannel::Email, EMAIL, Language::En);
+    runtime.block_on(notifiers.send(&outgoing)).unwrap();
+    drop(runtime);
+    drop(notifiers);
+    assert_eq!(server.received().len(), 1);
+}

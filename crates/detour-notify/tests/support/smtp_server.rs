@@ -9,6 +9,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -27,35 +28,53 @@ pub struct Received {
 pub struct SmtpServer {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    connections: Arc<AtomicUsize>,
 }
 
 impl SmtpServer {
     /// Accepts every message.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, false)
     }
 
     /// Answers every `RCPT TO` with `code text`, as a relay does for an unknown mailbox.
     pub fn refusing_recipients(code: u16, text: &str) -> Self {
-        Self::start_with(Some((code, text.to_owned())))
+        Self::start_with(Some((code, text.to_owned())), false)
     }
 
-    fn start_with(rcpt_reply: Option<(u16, String)>) -> Self {
+    /// Closes each connection after its first message without a word, as a relay does that
+    /// times idle sessions out.
+    pub fn one_message_per_connection() -> Self {
+        Self::start_with(None, true)
+    }
+
+    fn start_with(rcpt_reply: Option<(u16, String)>, hang_up_after_message: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the SMTP test server");
         let addr = listener.local_addr().expect("local address");
         let received = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
         let store = Arc::clone(&received);
+        let accepted = Arc::clone(&connections);
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let delivered = Arc::new(AtomicBool::new(false));
                 let handler = Recorder {
                     store: Arc::clone(&store),
                     current: Received::default(),
                     rcpt_reply: rcpt_reply.clone(),
+                    delivered: Arc::clone(&delivered),
                 };
-                thread::spawn(move || serve(stream, handler));
+                let hang_up = hang_up_after_message.then_some(delivered);
+                thread::spawn(move || serve(stream, handler, hang_up));
             }
         });
-        Self { addr, received }
+        Self { addr, received, connections }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
@@ -67,7 +86,8 @@ impl SmtpServer {
     }
 }
 
-fn serve(stream: TcpStream, handler: Recorder) {
+/// `hang_up`: close the connection once this flag is set (a message was stored).
+fn serve(stream: TcpStream, handler: Recorder, hang_up: Option<Arc<AtomicBool>>) {
     let Ok(peer) = stream.peer_addr() else { return };
     let Ok(mut writer) = stream.try_clone() else { return };
     let mut session = SessionBuilder::new("mx.test").build(peer.ip(), handler);
@@ -89,6 +109,9 @@ fn serve(stream: TcpStream, handler: Recorder) {
                 if response.write_to(&mut writer).and_then(|()| writer.flush()).is_err() {
                     return;
                 }
+                if hang_up.as_ref().is_some_and(|delivered| delivered.load(Ordering::SeqCst)) {
+                    return;
+                }
             }
             Action::Close | Action::UpgradeTls => {
                 let _ = response.write_to(&mut writer);
@@ -102,6 +125,8 @@ struct Recorder {
     store: Arc<Mutex<Vec<Received>>>,
     current: Received,
     rcpt_reply: Option<(u16, String)>,
+    /// A message has been stored on this connection.
+    delivered: Arc<AtomicBool>,
 }
 
 impl Handler for Recorder {
@@ -125,6 +150,7 @@ impl Handler for Recorder {
 
     fn data_end(&mut self) -> Response {
         self.store.lock().expect("store").push(std::mem::take(&mut self.current));
+        self.delivered.store(true, Ordering::SeqCst);
         mailin::response::OK
     }
 }
