@@ -88,6 +88,9 @@ impl SmtpServer {
 
 /// `hang_up`: close the connection once this flag is set (a message was stored).
 fn serve(stream: TcpStream, handler: Recorder, hang_up: Option<Arc<AtomicBool>>) {
+    // A reply goes out in several writes; without this, Nagle holds each later one until the
+    // client's delayed ACK (40 ms), as no real mail server would.
+    let _ = stream.set_nodelay(true);
     let Ok(peer) = stream.peer_addr() else { return };
     let Ok(mut writer) = stream.try_clone() else { return };
     let mut session = SessionBuilder::new("mx.test").build(peer.ip(), handler);
