@@ -356,21 +356,19 @@ macro_rules! sql_repository {
             ) -> Result<Option<(Case, Option<NotificationId>)>, IntakeError> {
                 use sqlx::Row;
                 let mut conn = self.pool.acquire().await?;
-                let mut row = sqlx::query(
-                    "SELECT case_id, request_fingerprint, acknowledgement_id FROM cases WHERE idempotency_key = $1",
+                // One round trip for both tables: nearly every key is new, so both are always
+                // asked. The key is unique per table; should a race leave it in both, the case
+                // it opened is the answer.
+                let row = sqlx::query(
+                    "SELECT 0 AS preference, case_id, request_fingerprint, acknowledgement_id FROM cases \
+                     WHERE idempotency_key = $1 \
+                     UNION ALL SELECT 1, case_id, request_fingerprint, acknowledgement_id FROM case_interactions \
+                     WHERE idempotency_key = $1 \
+                     ORDER BY preference LIMIT 1",
                 )
                 .bind(key)
                 .fetch_optional(&mut *conn)
                 .await?;
-                if row.is_none() {
-                    row = sqlx::query(
-                        "SELECT case_id, request_fingerprint, acknowledgement_id FROM case_interactions \
-                         WHERE idempotency_key = $1",
-                    )
-                    .bind(key)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                }
                 let Some(row) = row else { return Ok(None) };
                 let stored: Option<String> = row.try_get("request_fingerprint")?;
                 if stored.as_deref() != Some(fingerprint) {
