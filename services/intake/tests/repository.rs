@@ -860,6 +860,9 @@ async fn a_group_commit_answers_each_contact_as_if_it_came_alone(f: Fixture) {
     created.dedup();
     assert_eq!(created.len(), 5, "five distinct case numbers");
     assert!(matches!(&answers[5], Ok(OpenOutcome::Replayed(c, _)) if c.id == earlier_id), "{:?}", answers[5]);
+    // Newest first.
+    let outcomes: Vec<String> = trail(&f, Some(earlier_id)).await.into_iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes, ["replayed", "ok"], "the retry is audited as a replay on its case");
     match &answers[6] {
         Ok(OpenOutcome::Merged(c, _)) => {
             assert_eq!(c.id, open_before_id);

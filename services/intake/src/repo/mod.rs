@@ -494,20 +494,44 @@ macro_rules! sql_repository {
                 // Keys after open cases: an open case seen above is committed, so the request that
                 // wrote it is seen here if it had this key (PostgreSQL reads each statement's own
                 // snapshot).
+                // A key seen before is a retry: answered here from what the earlier request stored
+                // when the request is the same, left to the one-by-one path (which refuses it)
+                // when it is not.
                 let keys: Vec<String> =
                     candidates.iter().filter_map(|&i| batch[i].new.idempotency_key.clone()).collect();
+                let mut replays: Vec<(usize, CaseId, Option<NotificationId>)> = Vec::new();
                 if !keys.is_empty() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT idempotency_key FROM cases WHERE idempotency_key IN ");
+                    let columns = "idempotency_key, case_id, request_fingerprint, acknowledgement_id";
+                    let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT 0 AS preference, {columns} FROM cases WHERE idempotency_key IN "
+                    ));
                     crisis::push_in(&mut q, keys.iter().cloned());
-                    q.push(" UNION ALL SELECT idempotency_key FROM case_interactions WHERE idempotency_key IN ");
+                    q.push(format!(" UNION ALL SELECT 1, {columns} FROM case_interactions WHERE idempotency_key IN "));
                     crisis::push_in(&mut q, keys.iter().cloned());
-                    let mut seen = HashSet::new();
+                    q.push(" ORDER BY preference");
+                    // The case's row wins over an interaction's, as in the one-by-one replay.
+                    let mut seen: HashMap<String, (String, Option<String>, Option<String>)> = HashMap::new();
                     for row in q.build().fetch_all(&mut *tx).await? {
-                        seen.insert(row.try_get::<String, _>("idempotency_key")?);
+                        seen.entry(row.try_get("idempotency_key")?).or_insert((
+                            row.try_get("case_id")?,
+                            row.try_get("request_fingerprint")?,
+                            row.try_get("acknowledgement_id")?,
+                        ));
                     }
-                    candidates.retain(|&i| batch[i].new.idempotency_key.as_ref().is_none_or(|k| !seen.contains(k)));
+                    let mut retained = Vec::with_capacity(candidates.len());
+                    for i in candidates {
+                        let new = &batch[i].new;
+                        match new.idempotency_key.as_ref().and_then(|k| seen.get(k)) {
+                            None => retained.push(i),
+                            Some((case_id, stored, ack)) if stored.as_deref() == Some(new.fingerprint.as_str()) => {
+                                replays.push((i, parse(case_id)?, decode::optional(ack.clone())?));
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    candidates = retained;
                 }
-                if candidates.is_empty() {
+                if candidates.is_empty() && replays.is_empty() {
                     return Ok(Vec::new());
                 }
                 let joins = |n: &NewCase| {
@@ -566,9 +590,18 @@ macro_rules! sql_repository {
                 Self::insert_notifications(&mut tx, &acks).await?;
                 detour_events::outbox::EnqueueMany::enqueue_many(&mut *tx, detour_domain::events::streams::INTAKE, &events)
                     .await?;
+                let joined: Vec<CaseId> =
+                    merges.iter().map(|(_, c)| *c).chain(replays.iter().map(|(_, c, _)| *c)).collect();
+                let loaded = Self::load_case_rows(&mut tx, &joined).await?;
+                for (i, case_id, _) in &replays {
+                    let case = loaded.get(case_id).ok_or(IntakeError::CaseNotFound(*case_id))?;
+                    records.push(batch[*i].audit.record(
+                        Some(*case_id),
+                        vec![Target::new("traveler", case.traveler.id)],
+                        Outcome::Replayed,
+                    ));
+                }
                 tx.append_audit_many(&records).await?;
-                let joined: Vec<CaseId> = merges.iter().map(|(_, c)| *c).collect();
-                let mut loaded = Self::load_case_rows(&mut tx, &joined).await?;
                 tx.commit().await?;
                 self.committed();
                 self.wrote("cases", creates.len());
@@ -578,8 +611,14 @@ macro_rules! sql_repository {
                 let mut answers: Vec<(usize, OpenOutcome)> =
                     created.into_iter().map(|(i, c)| (i, OpenOutcome::Created(c))).collect();
                 for (i, case_id) in merges {
-                    let case = loaded.remove(&case_id).ok_or(IntakeError::CaseNotFound(case_id))?;
+                    // A case may be answered twice (two contacts joining it, or a replay of a
+                    // contact that joined it), so each answer takes a copy.
+                    let case = loaded.get(&case_id).cloned().ok_or(IntakeError::CaseNotFound(case_id))?;
                     answers.push((i, OpenOutcome::Merged(case, batch[i].new.acknowledgement.as_ref().map(|a| a.id))));
+                }
+                for (i, case_id, ack) in replays {
+                    let case = loaded.get(&case_id).cloned().ok_or(IntakeError::CaseNotFound(case_id))?;
+                    answers.push((i, OpenOutcome::Replayed(case, ack)));
                 }
                 Ok(answers)
             }
