@@ -493,8 +493,7 @@ macro_rules! sql_repository {
                 }
                 // Keys after open cases: an open case seen above is committed, so the request that
                 // wrote it is seen here if it had this key (PostgreSQL reads each statement's own
-                // snapshot).
-                // A key seen before is a retry: answered here from what the earlier request stored
+                // snapshot). A key seen before is a retry: answered here from what the earlier request stored
                 // when the request is the same, left to the one-by-one path (which refuses it)
                 // when it is not.
                 let keys: Vec<String> =
@@ -611,8 +610,8 @@ macro_rules! sql_repository {
                 let mut answers: Vec<(usize, OpenOutcome)> =
                     created.into_iter().map(|(i, c)| (i, OpenOutcome::Created(c))).collect();
                 for (i, case_id) in merges {
-                    // A case may be answered twice (two contacts joining it, or a replay of a
-                    // contact that joined it), so each answer takes a copy.
+                    // A case may be answered twice (a contact joining it and the retry of an
+                    // earlier one), so each answer takes a copy.
                     let case = loaded.get(&case_id).cloned().ok_or(IntakeError::CaseNotFound(case_id))?;
                     answers.push((i, OpenOutcome::Merged(case, batch[i].new.acknowledgement.as_ref().map(|a| a.id))));
                 }
