@@ -34,19 +34,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 for tool in psql pgbench python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is needed (Debian: postgresql-client, python3)" >&2; exit 1; }
 done
 psql "$PG_ADMIN_URL" -qAtc 'SELECT 1' >/dev/null || { echo "error: PostgreSQL does not answer at $PG_ADMIN_URL (bench/storm.sh and scripts/test.sh start it)" >&2; exit 1; }
 
-if [ -n "${STORM_DETOUR:-}" ]; then
-  detour="$STORM_DETOUR"
-else
-  say "building the release binary"
-  cargo build --release -q -p detour-cli
-  detour=target/release/detour
-fi
+detour=$(detour_binary)
 
 stamp=$(date -u +%Y%m%d%H%M%S)
 database="detour_floor_${stamp}_$$"

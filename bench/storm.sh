@@ -32,7 +32,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 reachable() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -82,14 +83,7 @@ free_port() {
 
 ensure_services
 
-say "building the release binary"
-# STORM_DETOUR=path runs a binary built elsewhere (an older commit, side by side with this one).
-if [ -n "${STORM_DETOUR:-}" ]; then
-  detour="$STORM_DETOUR"
-else
-  cargo build --release -q -p detour-cli
-  detour=target/release/detour
-fi
+detour=$(detour_binary)
 
 stamp=$(date -u +%Y%m%d%H%M%S)
 run_dir=$(mktemp -d "/tmp/detour-storm-$stamp.XXXX")
